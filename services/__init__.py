@@ -1,0 +1,1 @@
+"""pyBTC's services: ledger, miner, explorer and wallet, and the glue they share (`common`)."""

@@ -1,0 +1,1 @@
+"""Glue shared by the services: settings, the Redis bus, middleware, logging, metrics."""
