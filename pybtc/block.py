@@ -158,9 +158,7 @@ def merkle_root(txids: Sequence[str]) -> str:
         raise ValueError("a Merkle tree needs at least one transaction")
     level = [sha256d(b"\x00" + bytes.fromhex(txid)) for txid in txids]
     while len(level) > 1:
-        paired = [
-            sha256d(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)
-        ]
+        paired = [sha256d(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             paired.append(level[-1])
         level = paired

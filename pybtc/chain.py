@@ -52,7 +52,9 @@ class MemoryChain:
     def __init__(self, params: ChainParams) -> None:
         self.params = params
         genesis = params.genesis
-        self._entries: dict[str, _Entry] = {genesis.hash: _Entry(genesis, block_work(genesis.header.bits))}
+        self._entries: dict[str, _Entry] = {
+            genesis.hash: _Entry(genesis, block_work(genesis.header.bits))
+        }
         self._main: list[str] = []
         self._accounts: dict[str, Account] = {}
         self._undo: dict[str, BlockUndo] = {}

@@ -5,7 +5,9 @@ gets a new target. Its window is the `interval` blocks h-interval .. h-1, which 
 target; they were found in `actual = time(h-1) - time(h-interval)` seconds, over interval - 1
 gaps, where `expected = (interval - 1) * target_block_time`. Then
 
-    new_target = old_target * clamp(actual, expected // 4, expected * 4) // expected
+    new_target = old_target // 4              if actual * 4 < expected
+                 old_target * 4               if actual > expected * 4
+                 old_target * actual // expected  otherwise
 
 capped at the network's pow limit and rounded to compact precision. Every other block keeps
 its parent's bits.
@@ -35,8 +37,13 @@ def retarget(bits: int, actual_timespan: int, params: ChainParams) -> int:
     """Rule retarget: scale the old target by actual/expected time, clamped and capped."""
     expected = params.target_timespan
     clamp = params.retarget_clamp
-    actual = min(max(actual_timespan, expected // clamp), expected * clamp)
-    new_target = bits_to_target(bits) * actual // expected
+    old_target = bits_to_target(bits)
+    if actual_timespan * clamp < expected:  # blocks came more than 4x too fast
+        new_target = old_target // clamp
+    elif actual_timespan > expected * clamp:  # more than 4x too slow
+        new_target = old_target * clamp
+    else:
+        new_target = old_target * actual_timespan // expected
     return target_to_bits(max(1, min(new_target, params.pow_limit)))
 
 
@@ -58,4 +65,6 @@ def median_time_past(timestamps: Sequence[int]) -> int:
 def ancestor_timestamps(parent: BlockHeader, ancestor: Ancestor, params: ChainParams) -> list[int]:
     """The timestamps of `parent` and its ancestors, at most `median_time_span` of them."""
     first = max(1, parent.index - params.median_time_span + 1)
-    return [ancestor(height).timestamp for height in range(first, parent.index)] + [parent.timestamp]
+    return [ancestor(height).timestamp for height in range(first, parent.index)] + [
+        parent.timestamp
+    ]

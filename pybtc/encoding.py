@@ -84,12 +84,18 @@ def check_hex(name: str, value: object, nbytes: int | None) -> str:
     if len(value) % 2 or not _HEX.fullmatch(value):
         raise DecodeError(Reason.BAD_HEX, f"{name} must be lowercase hexadecimal")
     if nbytes is not None and len(value) != 2 * nbytes:
-        raise DecodeError(Reason.BAD_HEX, f"{name} must be {nbytes} bytes ({2 * nbytes} hex digits)")
+        raise DecodeError(
+            Reason.BAD_HEX, f"{name} must be {nbytes} bytes ({2 * nbytes} hex digits)"
+        )
     return value
 
 
 def check_keys(
-    kind: str, data: Mapping[str, object], *, required: tuple[str, ...], optional: tuple[str, ...] = ()
+    kind: str,
+    data: Mapping[str, object],
+    *,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
 ) -> None:
     """Rules `missing-field` / `unknown-field`: a JSON object has exactly the expected keys."""
     missing = [name for name in required if name not in data]

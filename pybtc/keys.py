@@ -70,7 +70,9 @@ def decode_address(address: object) -> bytes:
     if address != address.strip():
         raise AddressError("an address must not have spaces around it")
     if len(address) != ADDRESS_LENGTH:
-        raise AddressError(f"an address has {ADDRESS_LENGTH} characters, this one has {len(address)}")
+        raise AddressError(
+            f"an address has {ADDRESS_LENGTH} characters, this one has {len(address)}"
+        )
     raw = b58decode(address)
     if len(raw) != 1 + PAYLOAD_LENGTH + 4:
         raise AddressError("an address decodes to 25 bytes, this one does not")
@@ -98,17 +100,6 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
     except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
-def is_valid_public_key(public_key: bytes) -> bool:
-    """True for 32 bytes that decode to an Ed25519 point."""
-    if len(public_key) != 32:
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key)
-    except ValueError:
         return False
     return True
 
@@ -144,8 +135,10 @@ class PrivateKey:
     @property
     def public_key(self) -> bytes:
         """The 32-byte public key."""
-        return self._key().public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        return (
+            self._key()
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         )
 
     @property

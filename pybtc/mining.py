@@ -23,7 +23,7 @@ def build_block(
     miner_address: str,
     timestamp: int,
 ) -> Block:
-    """An unmined block (nonce 0) on `parent`: coinbase of subsidy plus fees, then `transactions`."""
+    """An unmined block (nonce 0) on `parent`: coinbase (subsidy + fees), then `transactions`."""
     height = parent.index + 1
     reward = params.subsidy(height) + sum(tx.fee for tx in transactions)
     coinbase = Transaction.coinbase(miner_address, reward, height, timestamp)

@@ -70,7 +70,9 @@ class ChainParams:
         """The sum of subsidies of blocks 1..height: all the money a chain of that height holds."""
         total, start = 0, 1
         while start <= height:
-            end = min(height, start - 1 + self.halving_interval - (start - 1) % self.halving_interval)
+            end = min(
+                height, start - 1 + self.halving_interval - (start - 1) % self.halving_interval
+            )
             total += self.subsidy(start) * (end - start + 1)
             start = end + 1
         return total
@@ -107,7 +109,9 @@ GENESIS_TIME = 1795132800  # 2026-11-20 00:00:00 UTC
 DEVNET = ChainParams(
     name="devnet",
     network_id="pybtc-devnet",
-    genesis=make_genesis(timestamp=GENESIS_TIME, bits=0x1E080000, nonce=6_001_866, subsidy=50 * COIN),
+    genesis=make_genesis(
+        timestamp=GENESIS_TIME, bits=0x1E080000, nonce=6_001_866, subsidy=50 * COIN
+    ),
     pow_limit_bits=0x1F00FFFF,
     target_block_time=5,
     retarget_interval=20,

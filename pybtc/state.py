@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybtc.block import Block
-from pybtc.encoding import U64_MAX, MAX_MONEY, check_keys, check_uint
+from pybtc.encoding import MAX_MONEY, U64_MAX, check_keys, check_uint
 from pybtc.errors import BlockError, DecodeError, Reason
 from pybtc.keys import decode_address
 from pybtc.params import ChainParams

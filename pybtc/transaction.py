@@ -42,7 +42,16 @@ from pybtc.keys import PrivateKey, decode_address
 COINBASE_SENDER = "0"
 """The tutorial's sender for a mining reward; never a valid address (Base58 has no '0')."""
 
-TX_FIELDS = ("sender", "recipient", "amount", "fee", "nonce", "timestamp", "public_key", "signature")
+TX_FIELDS = (
+    "sender",
+    "recipient",
+    "amount",
+    "fee",
+    "nonce",
+    "timestamp",
+    "public_key",
+    "signature",
+)
 
 
 @dataclass(frozen=True)
@@ -160,7 +169,8 @@ def _money(name: str, value: object, reason: Reason) -> None:
     """Rule `bad-type` / `bad-amount` / `bad-fee`: an integer number of units in [0, MAX_MONEY]."""
     if not is_int(value):
         raise DecodeError(
-            Reason.BAD_TYPE, f"{name} must be an integer number of base units, not {type(value).__name__}"
+            Reason.BAD_TYPE,
+            f"{name} must be an integer number of base units, not {type(value).__name__}",
         )
     assert isinstance(value, int)
     if not 0 <= value <= MAX_MONEY:

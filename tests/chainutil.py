@@ -21,6 +21,9 @@ def test_key(n: int) -> PrivateKey:
     return PrivateKey(sha256(f"pybtc test key {n}".encode()))
 
 
+test_key.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test to collect
+
+
 @dataclass
 class FundedChain:
     """A regtest chain whose first blocks paid `miner`; helpers to sign and mine on it."""
@@ -61,9 +64,13 @@ class FundedChain:
         return block
 
 
-def make_funded_chain(blocks: int = 3, params: ChainParams = REGTEST, others: int = 3) -> FundedChain:
+def make_funded_chain(
+    blocks: int = 3, params: ChainParams = REGTEST, others: int = 3
+) -> FundedChain:
     """Genesis plus `blocks` blocks mined to test key 0 (each paying it 50 pyBTC at regtest)."""
-    funded = FundedChain(MemoryChain(params), test_key(0), [test_key(i) for i in range(1, 1 + others)])
+    funded = FundedChain(
+        MemoryChain(params), test_key(0), [test_key(i) for i in range(1, 1 + others)]
+    )
     for _ in range(blocks):
         funded.mine()
     assert funded.chain.account(funded.miner.address).balance == blocks * params.subsidy(2)

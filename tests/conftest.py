@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from services.common.embedded_redis import EmbeddedRedis
 from tests.chainutil import FundedChain, make_funded_chain
 
 
@@ -11,3 +14,31 @@ from tests.chainutil import FundedChain, make_funded_chain
 def funded() -> FundedChain:
     """A regtest chain of genesis + 3 blocks mined to test key 0 (150 pyBTC), with 3 other keys."""
     return make_funded_chain(blocks=3)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """One private redis-server on a free loopback TCP port for the whole session."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    """The session Redis's URL, emptied (FLUSHALL) before each test."""
+    redis_server.flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_unix_server() -> Iterator[EmbeddedRedis]:
+    """One private redis-server on a unix socket (TCP disabled) for the whole session."""
+    with EmbeddedRedis(unix_socket=True) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_unix_url(redis_unix_server: EmbeddedRedis) -> str:
+    """The unix-socket Redis's URL, emptied (FLUSHALL) before each test."""
+    redis_unix_server.flushall()
+    return redis_unix_server.url

@@ -1,0 +1,101 @@
+"""The `pybtc` command line: network parameters, keys and addresses.
+
+Running a node (`pybtc up`) arrives with the ledger service; the commands here work on the
+protocol library alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import click
+
+from pybtc import NETWORKS, AddressError, PrivateKey, decode_address, format_amount, get_params
+from pybtc.pow import bits_to_target, block_work
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("pybtc"), prog_name="pybtc")
+def main() -> None:
+    """pyBTC: a small but real proof-of-work cryptocurrency network.
+
+    Each node is four services (ledger, miner, explorer, wallet) that coordinate over Redis.
+    See README.md and docs/ for the protocol and how to run a node.
+    """
+
+
+@main.command()
+@click.argument("network", type=click.Choice(sorted(NETWORKS)), default="devnet")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def params(network: str, as_json: bool) -> None:
+    """Show the consensus parameters and genesis block of NETWORK (default: devnet)."""
+    p = get_params(network)
+    genesis = p.genesis
+    info = {
+        "network": p.name,
+        "network_id": p.network_id,
+        "genesis_hash": genesis.hash,
+        "genesis_time": genesis.timestamp,
+        "genesis_bits": f"{genesis.header.bits:#010x}",
+        "genesis_work": block_work(genesis.header.bits),
+        "pow_limit": f"{bits_to_target(p.pow_limit_bits):064x}",
+        "target_block_time_s": p.target_block_time,
+        "retarget_interval": p.retarget_interval,
+        "retarget_clamp": p.retarget_clamp,
+        "no_retargeting": p.no_retargeting,
+        "median_time_span": p.median_time_span,
+        "max_future_block_time_s": p.max_future_block_time,
+        "initial_subsidy": format_amount(p.initial_subsidy),
+        "halving_interval": p.halving_interval,
+        "max_block_transactions": p.max_block_transactions,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the private key (hex) to this file, readable by you only. "
+    "Without it the private key is printed.",
+)
+def keygen(out: Path | None) -> None:
+    """Make a new Ed25519 key and print its address."""
+    key = PrivateKey.generate()
+    if out is not None:
+        if out.exists():
+            raise click.ClickException(f"{out} exists; not overwriting a key file")
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key.hex() + "\n")
+        click.echo(f"private key written to {out} (mode 600)", err=True)
+    else:
+        click.echo(f"private_key  {key.hex()}")
+        click.echo("keep the private key secret: whoever has it can spend the coins", err=True)
+    click.echo(f"public_key   {key.public_key.hex()}")
+    click.echo(f"address      {key.address}")
+
+
+@main.command("check-address")
+@click.argument("address")
+def check_address(address: str) -> None:
+    """Check ADDRESS: its characters, length, version and checksum."""
+    try:
+        payload = decode_address(address)
+    except AddressError as exc:
+        click.echo(f"invalid address: {exc.message}", err=True)
+        sys.exit(2)
+    click.echo(f"valid pyBTC address (key hash {payload.hex()})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
