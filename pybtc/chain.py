@@ -10,7 +10,7 @@ over SQLite with the same functions; tests and property tests use this model dir
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pybtc.block import Block, BlockHeader
@@ -44,6 +44,36 @@ class AddResult:
     def reorg_depth(self) -> int:
         """Blocks taken off the old main chain (0 when the tip was simply extended)."""
         return len(self.disconnected)
+
+
+def prefers(candidate_work: int, tip_work: int) -> bool:
+    """Rule fork-choice: switch only to strictly more cumulative work; a tie keeps the tip seen
+    first."""
+    return candidate_work > tip_work
+
+
+def reorg_path(
+    old_tip: BlockHeader, new_tip: BlockHeader, header: Callable[[str], BlockHeader]
+) -> tuple[list[BlockHeader], list[BlockHeader]]:
+    """The headers to disconnect (old tip first) and to connect (the fork's child first).
+
+    `header` looks a header up by hash; both tips must descend from a common block (genesis).
+    """
+    old, new = old_tip, new_tip
+    down: list[BlockHeader] = []
+    up: list[BlockHeader] = []
+    while old.index > new.index:
+        down.append(old)
+        old = header(old.previous_hash)
+    while new.index > old.index:
+        up.append(new)
+        new = header(new.previous_hash)
+    while old.hash != new.hash:
+        down.append(old)
+        up.append(new)
+        old, new = header(old.previous_hash), header(new.previous_hash)
+    up.reverse()
+    return down, up
 
 
 class MemoryChain:
@@ -160,22 +190,19 @@ class MemoryChain:
         validate_block_context(block.header, parent.block.header, ancestor, self.params, now)
         entry = _Entry(block, parent.chain_work + block_work(block.header.bits))
         self._entries[block.hash] = entry
-        if entry.chain_work <= self.chain_work:
+        if not prefers(entry.chain_work, self.chain_work):
             return AddResult(block.hash, is_tip=False)
         return self._reorganize(block.hash)
 
     def _reorganize(self, new_tip: str) -> AddResult:
-        branch: list[Block] = []
-        current = new_tip
-        while not self.is_main(current):
-            block = self._entries[current].block
-            branch.append(block)
-            current = block.previous_hash
-        branch.reverse()
-        fork_height = self._entries[current].block.index
-        disconnected = [self._disconnect() for _ in range(self.height - fork_height)]
+        def header(block_hash: str) -> BlockHeader:
+            return self._entries[block_hash].block.header
+
+        down, up = reorg_path(self.tip.header, header(new_tip), header)
+        disconnected = [self._disconnect() for _ in down]
         connected: list[Block] = []
-        for block in branch:
+        for head in up:
+            block = self._entries[head.hash].block
             try:
                 self._connect(block)
             except ValidationError as exc:
