@@ -175,8 +175,13 @@ class MemoryChain:
 
         Raises a ValidationError (the block is not kept, or kept marked invalid when it broke an
         account-state rule on connection) and leaves the main chain and state unchanged then.
+        Like Bitcoin Core, a block on a branch with less work passes every rule but the
+        account-state ones, which run only when its branch is connected.
         """
-        if block.hash in self._entries:
+        known = self._entries.get(block.hash)
+        if known is not None and known.invalid is not None:
+            raise ChainError(known.invalid, "block is known to be invalid")
+        if known is not None:
             raise ChainError(Reason.DUPLICATE_BLOCK, "block is known already")
         if block.index == 1:
             validate_genesis(block, self.params)

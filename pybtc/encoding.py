@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 
 from pybtc.errors import DecodeError, Reason
 
@@ -114,18 +113,21 @@ def format_amount(units: int) -> str:
 
 
 def parse_amount(text: str) -> int:
-    """A pyBTC decimal string ('1.5', '0.00000001') as exact base units; raises ValueError."""
-    cleaned = text.strip()
-    if not re.fullmatch(r"\d+(\.\d*)?|\.\d+", cleaned):
+    """A pyBTC decimal string ('1.5', '0.00000001') as exact base units; raises ValueError.
+
+    Parsed as digits, never through a float or a rounding Decimal: at most 8 decimal places
+    (trailing zeros count), at most MAX_MONEY.
+    """
+    cleaned = text.strip(" \t")
+    if not re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", cleaned):
         raise ValueError("an amount is digits with at most one decimal point, like 1.25")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
-        raise ValueError("not a number") from exc
-    units = value * COIN
-    if units != units.to_integral_value():
+    whole, _, frac = cleaned.partition(".")
+    if len(frac) > 8:
         raise ValueError("an amount has at most 8 decimal places")
-    result = int(units)
+    whole = whole.lstrip("0")
+    if len(whole) > 8:  # more than 99,999,999 pyBTC: over the supply whatever the digits
+        raise ValueError("an amount cannot exceed 21,000,000 pyBTC")
+    result = int(whole or "0") * COIN + int(frac.ljust(8, "0"))
     if result > MAX_MONEY:
         raise ValueError("an amount cannot exceed 21,000,000 pyBTC")
     return result

@@ -93,9 +93,36 @@ def is_address(address: object) -> bool:
     return True
 
 
+_P = 2**255 - 19
+_SMALL_ORDER_Y = frozenset(
+    {0, 1, _P - 1}
+    | {
+        int.from_bytes(bytes.fromhex(h), "little")
+        for h in (  # the y of the two points of order 8 (libsodium's blocklist)
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        )
+    }
+)
+
+
+def is_strong_public_key(public_key: bytes) -> bool:
+    """Rule `bad-public-key`: 32 bytes, a canonical y (< p), and not a point of small order.
+
+    OpenSSL accepts any 32 bytes as a key; a small-order key (the neutral point, say) verifies
+    forged signatures for every message, and a non-canonical encoding is a second name for
+    another key. Refusing both makes "valid signature" mean the same in every implementation
+    that follows this rule (libsodium refuses the same keys).
+    """
+    if len(public_key) != 32:
+        return False
+    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
+    return y < _P and y not in _SMALL_ORDER_Y
+
+
 def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
-    """Rule signature: an Ed25519 signature (RFC 8032) by `public_key` over `message`."""
-    if len(public_key) != 32 or len(signature) != 64:
+    """Rule signature: an Ed25519 signature (RFC 8032) by a strong `public_key` over `message`."""
+    if not is_strong_public_key(public_key) or len(signature) != 64:
         return False
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)

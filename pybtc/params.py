@@ -63,6 +63,8 @@ class ChainParams:
 
     def subsidy(self, height: int) -> int:
         """Rule subsidy: initial_subsidy halved every halving_interval blocks (genesis included)."""
+        if height < 1:
+            raise ValueError("block heights start at 1 (the genesis block)")
         halvings = (height - 1) // self.halving_interval
         return self.initial_subsidy >> halvings if halvings < 64 else 0
 

@@ -28,13 +28,13 @@ def bits_to_target(bits: int) -> int:
         raise BlockError(Reason.BAD_BITS, "bits encodes a negative target")
     if mantissa == 0:
         raise BlockError(Reason.BAD_BITS, "bits encodes a zero target")
-    if exponent > 32:
-        raise BlockError(Reason.BAD_BITS, "bits encodes a target over 256 bits")
     if exponent <= 3:
         target = mantissa >> (8 * (3 - exponent))
     else:
         target = mantissa << (8 * (exponent - 3))
-    if target == 0 or target >= 2**256 or target_to_bits(target) != bits:
+    if target >= 2**256:
+        raise BlockError(Reason.BAD_BITS, "bits encodes a target of more than 256 bits")
+    if target == 0 or target_to_bits(target) != bits:
         raise BlockError(Reason.BAD_BITS, "bits is not the canonical encoding of its target")
     return target
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybtc.block import Block
-from pybtc.encoding import MAX_MONEY, U64_MAX, check_keys, check_uint
+from pybtc.encoding import MAX_MONEY, U64_MAX, check_hex, check_keys, check_uint
 from pybtc.errors import BlockError, DecodeError, Reason
 from pybtc.keys import decode_address
 from pybtc.params import ChainParams
@@ -62,7 +62,7 @@ class BlockUndo:
                 check_uint("balance", acct["balance"], MAX_MONEY),
                 check_uint("nonce", acct["nonce"], U64_MAX),
             )
-        return cls(str(data["block_hash"]), previous)
+        return cls(check_hex("block_hash", data["block_hash"], 32), previous)
 
 
 def connect_block(

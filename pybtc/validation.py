@@ -23,7 +23,7 @@ from pybtc.block import Block, BlockHeader, merkle_root
 from pybtc.difficulty import Ancestor, ancestor_timestamps, median_time_past, next_bits
 from pybtc.encoding import MAX_MONEY
 from pybtc.errors import BlockError, Reason, TransactionError
-from pybtc.keys import address_from_public_key, verify_signature
+from pybtc.keys import address_from_public_key, is_strong_public_key, verify_signature
 from pybtc.params import ChainParams
 from pybtc.pow import bits_to_target, hash_meets_target
 from pybtc.transaction import Transaction
@@ -60,14 +60,13 @@ def check_amounts(tx: Transaction) -> None:
 
 
 def check_public_key(tx: Transaction) -> None:
-    """Rules `bad-public-key` / `sender-key-mismatch`: a 32-byte key, and it is the sender's.
-
-    Whether the bytes are a point on the curve is settled by the signature check: OpenSSL
-    loads any 32 bytes as a key, and a key that is not a point verifies nothing.
-    """
+    """Rules `bad-public-key` / `sender-key-mismatch`: a strong key, and it is the sender's."""
     key = bytes.fromhex(tx.public_key)
-    if len(key) != 32:
-        raise TransactionError(Reason.BAD_PUBLIC_KEY, "a signed transaction carries its public_key")
+    if not is_strong_public_key(key):
+        raise TransactionError(
+            Reason.BAD_PUBLIC_KEY,
+            "public_key is missing, not canonical, or a small-order point",
+        )
     if address_from_public_key(key) != tx.sender:
         raise TransactionError(
             Reason.SENDER_KEY_MISMATCH, "sender is not the address of public_key"

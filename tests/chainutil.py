@@ -6,10 +6,14 @@ and validated by the real rules as they are added.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pybtc import COIN, REGTEST, Block, ChainParams, MemoryChain, PrivateKey, Transaction
+from pybtc.block import merkle_root
 from pybtc.encoding import sha256
+from pybtc.mining import mine_block
 
 NOW = REGTEST.genesis.timestamp + 10_000
 """The clock the tests validate against: a little after genesis, so fixtures never depend on
@@ -76,3 +80,12 @@ def make_funded_chain(
     assert funded.chain.account(funded.miner.address).balance == blocks * params.subsidy(2)
     assert params.subsidy(2) == 50 * COIN or params is not REGTEST
     return funded
+
+
+def remine(block: Block, txs: Sequence[Transaction] | None = None, **header: Any) -> Block:
+    """`block` with other transactions and/or header fields, its Merkle root and PoW redone."""
+    txs = block.transactions if txs is None else tuple(txs)
+    fields = {"merkle_root": merkle_root([tx.txid for tx in txs]), **header, "nonce": 0}
+    mined = mine_block(Block(replace(block.header, **fields), tuple(txs)))
+    assert mined is not None
+    return mined

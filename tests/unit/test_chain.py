@@ -161,6 +161,8 @@ def test_halving_reduces_the_subsidy() -> None:
     assert REGTEST.subsidy(150) == 50 * COIN
     assert REGTEST.subsidy(151) == 25 * COIN
     assert REGTEST.subsidy(1 + 150 * 64) == 0
+    with pytest.raises(ValueError, match="start at 1"):
+        REGTEST.subsidy(0)
     assert REGTEST.total_supply(151) == 150 * 50 * COIN + 25 * COIN
     small = replace(REGTEST, halving_interval=2)
     assert small.total_supply(5) == sum(small.subsidy(h) for h in range(1, 6))

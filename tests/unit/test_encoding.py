@@ -37,6 +37,12 @@ def test_parse_amount(text: str, units: int) -> None:
         ("", "digits"),
         ("NaN", "digits"),
         ("21000000.00000001", "cannot exceed"),
+        ("1.000000000", "8 decimal places"),
+        ("1.0000000000000000000000000001", "8 decimal places"),  # no silent rounding
+        ("0.99999999999999999999999999999", "8 decimal places"),  # nor rounding up
+        ("9" * 5000, "cannot exceed"),
+        ("\u0661.\u0665", "digits"),  # Arabic-Indic digits are not ASCII digits
+        ("\u00a01", "digits"),
     ],
 )
 def test_parse_amount_rejects(text: str, message: str) -> None:

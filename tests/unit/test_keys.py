@@ -90,3 +90,55 @@ def test_private_key_hex_round_trip_and_repr_hides_secret() -> None:
     assert key.hex() not in repr(key)
     with pytest.raises(ValueError, match="32 bytes"):
         PrivateKey(b"short")
+
+
+_P = 2**255 - 19
+WEAK_KEYS = {
+    "neutral point (order 1)": (1).to_bytes(32, "little"),
+    "y = 0 (order 4)": bytes(32),
+    "y = p - 1 (order 2)": (_P - 1).to_bytes(32, "little"),
+    "order 8": bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    "order 8, other": bytes.fromhex(
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"
+    ),
+    "neutral point with the sign bit": bytes([1]) + bytes(30) + b"\x80",
+    "non-canonical y = p + 1": (_P + 1).to_bytes(32, "little"),
+    "non-canonical y = p": (_P).to_bytes(32, "little"),
+    "too short": bytes(31),
+}
+
+
+@pytest.mark.parametrize("name", list(WEAK_KEYS))
+def test_weak_public_keys_are_refused(name: str) -> None:
+    from pybtc.keys import is_strong_public_key
+
+    key = WEAK_KEYS[name]
+    assert not is_strong_public_key(key)
+    assert not verify_signature(key, key.ljust(32, b"\0")[:32] + bytes(32), b"any message")
+
+
+def test_forged_spend_from_the_neutral_key_address_is_refused() -> None:
+    from pybtc import REGTEST, Transaction, ValidationError
+    from pybtc.validation import validate_transaction
+
+    neutral = WEAK_KEYS["neutral point (order 1)"]
+    # (R = neutral point, S = 0) satisfies the verification equation for every message
+    forged = Transaction(
+        address_from_public_key(neutral),
+        test_key(1).address,
+        1_000,
+        0,
+        0,
+        0,
+        neutral.hex(),
+        (neutral + bytes(32)).hex(),
+    )
+    with pytest.raises(ValidationError) as caught:
+        validate_transaction(forged, REGTEST)
+    assert caught.value.reason is Reason.BAD_PUBLIC_KEY
+
+
+def test_ordinary_keys_are_strong() -> None:
+    from pybtc.keys import is_strong_public_key
+
+    assert all(is_strong_public_key(test_key(n).public_key) for n in range(50))

@@ -22,7 +22,7 @@ def test_canonical_bits_round_trip(bits: int) -> None:
 
 @pytest.mark.parametrize(
     "bits",
-    [0x20800000, 0x00000000, 0x1D000000, 0x21010000, 0x1D0000FF, 0x04000001, 2**32, -1],
+    [0x20800000, 0x00000000, 0x1D000000, 0x22010000, 0x21010000, 0x1D0000FF, 0x04000001, 2**32, -1],
 )
 def test_non_canonical_or_negative_bits_are_rejected(bits: int) -> None:
     with pytest.raises(BlockError) as caught:
@@ -34,6 +34,8 @@ def test_target_to_bits_avoids_the_sign_bit() -> None:
     assert target_to_bits(0x80) == 0x02008000
     assert bits_to_target(0x02008000) == 0x80
     assert round_target(2**240 - 1) == 0xFFFF << 224
+    assert round_target(2**255) == 2**255  # exponent 0x21 with a small mantissa is still < 2**256
+    assert round_target(2**256 - 1) == 0xFFFF << 240
 
 
 def test_work_doubles_when_the_target_halves() -> None:

@@ -1,0 +1,1 @@
+"""Golden test vectors of the pyBTC protocol (docs/protocol.md) and the script that makes them."""
