@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install pyBTC with its test and dev tools
 
-run: $(STAMP)  ## run a node (arrives with the ledger issue; for now prints what exists)
-	$(BIN)/pybtc --help
+run: $(STAMP)  ## run a node (devnet, data in ./data, embedded Redis) until Ctrl-C
+	$(BIN)/pybtc up
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .

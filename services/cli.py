@@ -1,8 +1,4 @@
-"""The `pybtc` command line: network parameters, keys and addresses.
-
-Running a node (`pybtc up`) arrives with the ledger service; the commands here work on the
-protocol library alone.
-"""
+"""The `pybtc` command line: run a node, show network parameters, make keys, check addresses."""
 
 from __future__ import annotations
 
@@ -16,6 +12,9 @@ import click
 
 from pybtc import NETWORKS, AddressError, PrivateKey, decode_address, format_amount, get_params
 from pybtc.pow import bits_to_target, block_work
+from services.common.logs import setup_logging
+from services.common.settings import Settings, SettingsError
+from services.up import run_node
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +25,38 @@ def main() -> None:
     Each node is four services (ledger, miner, explorer, wallet) that coordinate over Redis.
     See README.md and docs/ for the protocol and how to run a node.
     """
+
+
+@main.command()
+@click.option(
+    "--network",
+    type=click.Choice(sorted(NETWORKS)),
+    help="Which chain (default: PYBTC_NETWORK, else devnet).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the node keeps its database (default: PYBTC_DATA_DIR, else ./data).",
+)
+@click.option("--fresh", is_flag=True, help="Delete the data dir first: start from genesis.")
+def up(network: str | None, data_dir: Path | None, fresh: bool) -> None:
+    """Run a node: an embedded Redis and the node's services, until Ctrl-C.
+
+    Settings come from PYBTC_* environment variables (PYBTC_LEDGER_PORT, PYBTC_HOST,
+    PYBTC_REDIS_URL to use an existing Redis, ...); see docs/operations.md.
+    """
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if network:
+        settings = settings.with_(network=network)
+    if data_dir:
+        settings = settings.with_(data_dir=data_dir)
+    for key in settings.extra:
+        click.echo(f"warning: unknown setting {key} (ignored)", err=True)
+    setup_logging(settings.log_level, service="up")
+    sys.exit(run_node(settings, fresh=fresh, echo=click.echo))
 
 
 @main.command()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from services.common.embedded_redis import EmbeddedRedis
 from tests.chainutil import FundedChain, make_funded_chain
@@ -42,3 +45,15 @@ def redis_unix_url(redis_unix_server: EmbeddedRedis) -> str:
     """The unix-socket Redis's URL, emptied (FLUSHALL) before each test."""
     redis_unix_server.flushall()
     return redis_unix_server.url
+
+
+@pytest.fixture
+async def ledger_client(
+    aiohttp_client: Any, tmp_path: Path, redis_url: str
+) -> TestClient:
+    """A real regtest ledger app (SQLite in tmp_path, the session's real Redis as its bus)."""
+    from services.node.app import create_app
+    from tests.service.ledgerutil import ledger_settings
+
+    app = create_app(ledger_settings(tmp_path, redis_url))
+    return await aiohttp_client(app)

@@ -1,0 +1,116 @@
+"""Settings: every knob of a node, read once from `PYBTC_*` environment variables.
+
+`Settings.from_env()` is called by each service's `__main__` and by `pybtc up`; nothing reads
+the environment at import time. Tests build `Settings(...)` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pybtc import NETWORKS, ChainParams, get_params
+
+PREFIX = "PYBTC_"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the node cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A node's configuration. Each field is `PYBTC_<FIELD NAME IN CAPITALS>` in the environment."""
+
+    network: str = "devnet"
+    """Which chain: devnet or regtest."""
+    data_dir: Path = Path("data")
+    """Where the node keeps its SQLite database, keys and embedded Redis files."""
+    host: str = "127.0.0.1"
+    """The address the services listen on."""
+    ledger_port: int = 5000
+    miner_port: int = 5100
+    explorer_port: int = 8080
+    wallet_port: int = 8081
+    redis_url: str = ""
+    """The bus; empty means `pybtc up` starts an embedded redis-server."""
+    public_url: str = ""
+    """How other nodes reach this ledger (default http://host:ledger_port)."""
+    ledger_url: str = ""
+    """How the other services of this node reach its ledger (default: the public URL)."""
+    node_id: str = ""
+    """This node's origin id on the bus (default: derived from the public URL)."""
+    log_level: str = "INFO"
+    max_body_bytes: int = 1_048_576
+    """Largest request body any service accepts (413 above)."""
+    mempool_max_count: int = 5_000
+    """Most transactions the mempool holds; the cheapest is evicted when a better one comes."""
+    min_fee: int = 1_000
+    """Smallest fee (base units) the mempool admits: the relay policy, not a consensus rule."""
+    rejection_log_size: int = 1_000
+    """How many recent rejections the ledger remembers for /rejections."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Unrecognised PYBTC_* variables, kept so a typo can be reported."""
+
+    @property
+    def params(self) -> ChainParams:
+        return get_params(self.network)
+
+    @property
+    def ledger_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.ledger_port}"
+
+    @property
+    def ledger_internal_url(self) -> str:
+        return self.ledger_url or self.ledger_public_url
+
+    @property
+    def origin(self) -> str:
+        return self.node_id or self.ledger_public_url.split("://", 1)[-1]
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / f"ledger-{self.network}.sqlite3"
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build from `PYBTC_*` variables; raise SettingsError naming a bad one."""
+        env = os.environ if environ is None else environ
+        known = {f.name: f for f in fields(cls) if f.name != "extra"}
+        values: dict[str, Any] = {}
+        extra: dict[str, str] = {}
+        for key, raw in env.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :].lower()
+            if name not in known:
+                extra[key] = raw
+                continue
+            values[name] = _convert(key, raw, known[name].type)
+        settings = cls(**values, extra=extra)
+        if settings.network not in NETWORKS:
+            raise SettingsError(
+                f"PYBTC_NETWORK={settings.network!r}: known networks are {', '.join(NETWORKS)}"
+            )
+        return settings
+
+
+def _convert(key: str, raw: str, kind: object) -> Any:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if kind_name == "int":
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{key}={raw!r} is not a whole number") from None
+        if value < 0:
+            raise SettingsError(f"{key}={raw!r} must not be negative")
+        return value
+    if kind_name == "Path":
+        return Path(raw)
+    return raw

@@ -1,0 +1,1 @@
+"""The ledger service: validates and stores blocks and transactions, serves the node API."""

@@ -1,0 +1,18 @@
+"""Typed keys of the ledger application's state (aiohttp `AppKey`s)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from services.common.bus import Bus
+from services.common.settings import Settings
+from services.node.announce import Announcer
+from services.node.ledger import Ledger
+
+SETTINGS = web.AppKey("settings", Settings)
+LEDGER = web.AppKey("ledger", Ledger)
+ANNOUNCER = web.AppKey("announcer", Announcer)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+BUS: web.AppKey[Bus | None] = web.AppKey("bus")

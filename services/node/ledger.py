@@ -1,0 +1,404 @@
+"""The ledger's rules over its store: accept blocks (with reorgs) and transactions (the mempool).
+
+Synchronous and single-writer: the HTTP handlers call it from the event loop, one call at a
+time, and each call is one SQLite transaction. Consensus comes from `pybtc` (validation,
+`connect_block`, `reorg_path`, `prefers`); the mempool's relay policy lives here:
+
+- a transaction must pass every stateless rule, pay at least `min_fee`, carry its sender's next
+  nonce counting pending transactions, and be covered by the balance left after the sender's
+  pending spends;
+- the same sender and nonce replaces a pending transaction only with a higher fee;
+- when full, a better-paying transaction evicts the cheapest one that nothing depends on;
+- confirmed transactions leave the pool; those of disconnected blocks come back; after every
+  tip change each affected sender's pending chain is re-checked and what no longer fits is
+  dropped (and logged with its reason).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pybtc import (
+    Account,
+    Block,
+    BlockHeader,
+    ChainParams,
+    Reason,
+    Transaction,
+    ValidationError,
+    connect_block,
+    disconnect_block,
+)
+from pybtc.chain import prefers, reorg_path
+from pybtc.difficulty import ancestor_timestamps, median_time_past, next_bits
+from pybtc.errors import ChainError
+from pybtc.mining import build_block
+from pybtc.pow import bits_to_target, block_work
+from pybtc.validation import (
+    validate_block,
+    validate_block_context,
+    validate_genesis,
+    validate_transaction,
+)
+from services.common.web import ServiceError
+from services.node.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MempoolPolicy:
+    """The node's relay policy (not consensus)."""
+
+    max_count: int = 5_000
+    min_fee: int = 1_000
+
+
+@dataclass
+class TipChange:
+    """What moving the tip did, for announcements and the reorg log."""
+
+    old_tip: str
+    new_tip: str
+    height: int
+    disconnected: list[Block] = field(default_factory=list)
+    connected: list[Block] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def is_reorg(self) -> bool:
+        return bool(self.disconnected)
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    block: Block
+    tip_change: TipChange | None
+
+    @property
+    def is_tip(self) -> bool:
+        return self.tip_change is not None and self.tip_change.new_tip == self.block.hash
+
+
+@dataclass(frozen=True)
+class TxResult:
+    tx: Transaction
+    is_new: bool
+    replaced: str | None = None
+    evicted: str | None = None
+
+
+class Ledger:
+    """A node's chain state, mempool and their rules."""
+
+    def __init__(self, store: Store, params: ChainParams, policy: MempoolPolicy) -> None:
+        self.store = store
+        self.params = params
+        self.policy = policy
+        self._init_genesis()
+        self._resume()
+
+    def _init_genesis(self) -> None:
+        genesis = self.params.genesis
+        stored = self.store.get_meta("genesis")
+        if stored is not None:
+            if stored != genesis.hash:
+                raise RuntimeError(
+                    f"{self.store.path} holds another network's chain (genesis {stored[:16]}…)"
+                )
+            return
+        with self.store.transaction():
+            self.store.insert_block(genesis, block_work(genesis.header.bits), genesis.timestamp)
+            self._connect(genesis)
+            self.store.set_meta("genesis", genesis.hash)
+            self.store.set_meta("network", self.params.name)
+
+    def _resume(self) -> None:
+        """Finish a tip move that a crash interrupted: a stored block may have more work."""
+        best = self.store.best_valid_tip()
+        best_meta = self.store.block_meta(best) if best else None
+        if best and best_meta and prefers(best_meta[1], self.chain_work()):
+            logger.warning("resuming tip move after restart new_tip=%s", best[:16])
+            try:
+                self._reorganize(best, self.tip_header().timestamp)
+            except ValidationError as exc:
+                logger.warning("stored branch is invalid reason=%s", exc.reason)
+                self._resume()
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def tip_hash(self) -> str:
+        tip = self.store.get_meta("tip")
+        assert tip is not None
+        return tip
+
+    @property
+    def height(self) -> int:
+        return self.store.main_height()
+
+    def tip_header(self) -> BlockHeader:
+        header = self.store.get_header(self.tip_hash)
+        assert header is not None
+        return header
+
+    def chain_work(self) -> int:
+        meta = self.store.block_meta(self.tip_hash)
+        assert meta is not None
+        return meta[1]
+
+    def account(self, address: str) -> Account:
+        return self.store.account(address)
+
+    def ancestor_lookup(self, block_hash: str) -> Any:
+        """Header at a height on the branch ending at `block_hash` (main chain used when met)."""
+        store = self.store
+
+        def lookup(height: int) -> BlockHeader:
+            current = store.get_header(block_hash)
+            while current is not None and not store.is_main(current.hash, current.index):
+                if current.index == height:
+                    return current
+                current = store.get_header(current.previous_hash)
+            main = store.main_hash(height)
+            header = store.get_header(main) if main else None
+            if header is None:  # pragma: no cover - every stored block descends from genesis
+                raise RuntimeError(f"no ancestor at height {height}")
+            return header
+
+        return lookup
+
+    # -- blocks ------------------------------------------------------------------------------
+    def submit_block(self, block: Block, now: int) -> BlockResult:
+        """Validate and store a block; move the tip if its branch has the most work."""
+        meta = self.store.block_meta(block.hash)
+        if meta is not None:
+            if meta[2] is not None:
+                raise ChainError(Reason(meta[2]), "block is known to be invalid")
+            raise ChainError(Reason.DUPLICATE_BLOCK, "block is known already")
+        if block.index == 1:
+            validate_genesis(block, self.params)
+        parent_meta = self.store.block_meta(block.previous_hash)
+        if parent_meta is None:
+            raise ChainError(Reason.UNKNOWN_PARENT, "previous_hash names no known block")
+        if parent_meta[2] is not None:
+            raise ChainError(Reason.INVALID_ANCESTOR, "block builds on an invalid block")
+        validate_block(block, self.params)
+        parent = self.store.get_header(block.previous_hash)
+        assert parent is not None
+        validate_block_context(
+            block.header, parent, self.ancestor_lookup(parent.hash), self.params, now
+        )
+        work = parent_meta[1] + block_work(block.header.bits)
+        with self.store.transaction():
+            self.store.insert_block(block, work, now)
+        if not prefers(work, self.chain_work()):
+            return BlockResult(block, None)
+        return BlockResult(block, self._reorganize(block.hash, now))
+
+    def _reorganize(self, new_tip: str, now: int) -> TipChange:
+        def header(block_hash: str) -> BlockHeader:
+            found = self.store.get_header(block_hash)
+            assert found is not None
+            return found
+
+        old_tip = self.tip_hash
+        down, up = reorg_path(header(old_tip), header(new_tip), header)
+        change = TipChange(old_tip, new_tip, up[-1].index if up else self.height)
+        try:
+            with self.store.transaction():
+                for head in down:
+                    change.disconnected.append(self._disconnect(head.hash, head.previous_hash))
+                for head in up:
+                    stored = self.store.get_block(head.hash)
+                    assert stored is not None
+                    try:
+                        self._connect(stored.block)
+                    except ValidationError as exc:
+                        raise _BadBranchError(head.hash, exc) from exc
+                    change.connected.append(stored.block)
+                self._refresh_mempool(change, now)
+                if change.is_reorg:
+                    self.store.log_reorg(
+                        now,
+                        len(change.disconnected),
+                        up[0].index - 1,
+                        old_tip,
+                        new_tip,
+                        change.requeued,
+                        change.dropped,
+                    )
+        except _BadBranchError as bad:
+            with self.store.transaction():
+                self._mark_invalid(bad.block_hash, bad.error.reason)
+            raise bad.error from None
+        if change.is_reorg:
+            logger.warning(
+                "reorg depth=%d old_tip=%s new_tip=%s requeued=%d dropped=%d",
+                len(change.disconnected),
+                old_tip[:16],
+                new_tip[:16],
+                len(change.requeued),
+                len(change.dropped),
+            )
+        return change
+
+    def _connect(self, block: Block) -> None:
+        changed, undo = connect_block(block, self.store.account, self.params)
+        self.store.write_accounts(changed)
+        self.store.put_undo(undo)
+        self.store.index_main_block(block)
+
+    def _disconnect(self, block_hash: str, previous_hash: str) -> Block:
+        stored = self.store.get_block(block_hash)
+        assert stored is not None
+        self.store.write_accounts(disconnect_block(self.store.pop_undo(block_hash)))
+        self.store.unindex_main_block(stored.block, previous_hash)
+        return stored.block
+
+    def _mark_invalid(self, block_hash: str, reason: Reason) -> None:
+        self.store.mark_invalid(block_hash, str(reason))
+        pending = self.store.children(block_hash)
+        while pending:
+            child = pending.pop()
+            self.store.mark_invalid(child, str(Reason.INVALID_ANCESTOR))
+            pending.extend(self.store.children(child))
+
+    # -- mempool -----------------------------------------------------------------------------
+    def submit_transaction(self, tx: Transaction, now: int) -> TxResult:
+        """Admit `tx` to the mempool under the relay policy, or raise with a reason."""
+        if self.store.mempool_get(tx.txid) is not None:
+            return TxResult(tx, is_new=False)
+        if self.store.chain_tx(tx.txid) is not None:
+            raise ServiceError(409, "already-confirmed", "this transaction is already in a block")
+        validate_transaction(tx, self.params)
+        if tx.fee < self.policy.min_fee:
+            raise ServiceError(
+                400, "fee-too-low", f"fee must be at least {self.policy.min_fee} base units"
+            )
+        account = self.store.account(tx.sender)
+        pending = self.store.mempool_by_sender(tx.sender)
+        replaced = next((p.tx for p in pending if p.tx.nonce == tx.nonce), None)
+        if tx.nonce < account.nonce:
+            raise ValidationError(
+                Reason.BAD_NONCE, f"nonce {tx.nonce} is used already; the next is {account.nonce}"
+            )
+        if replaced is None and tx.nonce != account.nonce + len(pending):
+            raise ValidationError(
+                Reason.BAD_NONCE,
+                f"nonce {tx.nonce} is not the sender's next nonce {account.nonce + len(pending)} "
+                f"({len(pending)} pending)",
+            )
+        if replaced is not None and tx.fee <= replaced.fee:
+            raise ServiceError(
+                409,
+                "replacement-fee-too-low",
+                f"a pending transaction has nonce {tx.nonce}; a replacement must pay a fee "
+                f"above {replaced.fee}",
+            )
+        spent = sum(p.tx.amount + p.tx.fee for p in pending if p.tx is not replaced)
+        if account.balance - spent < tx.amount + tx.fee:
+            raise ValidationError(
+                Reason.INSUFFICIENT_FUNDS,
+                f"amount + fee is {tx.amount + tx.fee} but the balance after pending spends is "
+                f"{account.balance - spent}",
+            )
+        evicted = None
+        if replaced is None and self.store.mempool_count() >= self.policy.max_count:
+            cheapest = self.store.mempool_cheapest_leaf()
+            if cheapest is None or cheapest.tx.fee >= tx.fee:
+                raise ServiceError(
+                    503, "mempool-full", "the mempool is full and this fee is not above its lowest"
+                )
+            evicted = cheapest.tx.txid
+        with self.store.transaction():
+            if replaced is not None:
+                self.store.mempool_remove(replaced.txid)
+            if evicted is not None:
+                self.store.mempool_remove(evicted)
+            self.store.mempool_add(tx, now)
+        return TxResult(tx, True, replaced.txid if replaced else None, evicted)
+
+    def _refresh_mempool(self, change: TipChange, now: int) -> None:
+        """After a tip change: drop what was confirmed, re-queue what was disconnected,
+        re-check every affected sender's pending chain against the new state."""
+        senders: set[str] = set()
+        confirmed = {tx.txid for b in change.connected for tx in b.transactions}
+        for block in change.connected:
+            for tx in block.transactions[1:]:
+                senders.add(tx.sender)
+                self.store.mempool_remove(tx.txid)
+        for block in change.disconnected:
+            for tx in block.transactions[1:]:
+                if tx.txid in confirmed or self.store.mempool_get(tx.txid) is not None:
+                    continue
+                senders.add(tx.sender)
+                taken = {p.tx.nonce for p in self.store.mempool_by_sender(tx.sender)}
+                if tx.nonce in taken:  # a pending replacement with the same nonce wins
+                    change.dropped.append(tx.txid)
+                    continue
+                self.store.mempool_add(tx, now)
+                change.requeued.append(tx.txid)
+        for sender in senders:
+            account = self.store.account(sender)
+            expected, balance = account.nonce, account.balance
+            for pending in self.store.mempool_by_sender(sender):
+                tx = pending.tx
+                if tx.nonce == expected and tx.amount + tx.fee <= balance:
+                    expected += 1
+                    balance -= tx.amount + tx.fee
+                    continue
+                reason = Reason.BAD_NONCE if tx.nonce != expected else Reason.INSUFFICIENT_FUNDS
+                self.store.mempool_remove(tx.txid)
+                self.store.log_rejection(
+                    now, "tx", tx.txid, str(reason), "dropped after a tip change", "mempool", 1000
+                )
+                if tx.txid in change.requeued:
+                    change.requeued.remove(tx.txid)
+                change.dropped.append(tx.txid)
+
+    # -- mining ------------------------------------------------------------------------------
+    def template(self, miner_address: str, now: int) -> Block:
+        """An unmined block on the tip: best-fee pending transactions in nonce order per sender."""
+        parent = self.tip_header()
+        ancestor = self.ancestor_lookup(parent.hash)
+        mtp = median_time_past(ancestor_timestamps(parent, ancestor, self.params))
+        chosen = self._select(self.params.max_block_transactions - 1)
+        return build_block(
+            self.params,
+            parent,
+            bits=next_bits(parent, ancestor, self.params),
+            transactions=chosen,
+            miner_address=miner_address,
+            timestamp=max(now, mtp + 1),
+        )
+
+    def _select(self, limit: int) -> list[Transaction]:
+        by_sender: dict[str, list[Transaction]] = {}
+        for pending in self.store.mempool_all():
+            by_sender.setdefault(pending.tx.sender, []).append(pending.tx)
+        queues = {s: sorted(txs, key=lambda t: t.nonce) for s, txs in by_sender.items()}
+        heap = [(-q[0].fee, i, s) for i, (s, q) in enumerate(queues.items())]
+        heapq.heapify(heap)
+        chosen: list[Transaction] = []
+        while heap and len(chosen) < limit:
+            _, order, sender = heapq.heappop(heap)
+            queue = queues[sender]
+            chosen.append(queue.pop(0))
+            if queue:
+                heapq.heappush(heap, (-queue[0].fee, order, sender))
+        return chosen
+
+    def difficulty(self) -> float:
+        """How much harder the tip's target is than the network's easiest (Bitcoin's measure)."""
+        return self.params.pow_limit / bits_to_target(self.tip_header().bits)
+
+
+class _BadBranchError(Exception):
+    def __init__(self, block_hash: str, error: ValidationError) -> None:
+        super().__init__(str(error))
+        self.block_hash = block_hash
+        self.error = error

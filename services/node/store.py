@@ -1,0 +1,482 @@
+"""The ledger's SQLite database: blocks of every branch, the main chain, accounts, undo, mempool.
+
+One file per node and network, in WAL mode with `synchronous=FULL`. Every change of chain state
+happens inside `Store.transaction()` (BEGIN IMMEDIATE … COMMIT): connecting a block, or a whole
+reorg, writes the accounts, undo record, indexes, tip and mempool together or not at all. A
+process killed at any moment therefore restarts with the last committed tip and the account
+state that belongs to it, and nothing is replayed.
+
+Large integers (cumulative work) are stored as 64 zero-padded hex digits, so they sort as text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pybtc import Account, Block, BlockHeader, BlockUndo, Transaction
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    hash TEXT PRIMARY KEY,
+    height INTEGER NOT NULL,
+    previous_hash TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    bits INTEGER NOT NULL,
+    tx_count INTEGER NOT NULL,
+    chain_work TEXT NOT NULL,
+    header TEXT NOT NULL,
+    body TEXT NOT NULL,
+    invalid_reason TEXT,
+    seq INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blocks_by_parent ON blocks(previous_hash);
+CREATE INDEX IF NOT EXISTS blocks_by_work ON blocks(chain_work DESC, seq);
+CREATE TABLE IF NOT EXISTS main_chain (height INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS undo (block_hash TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    address TEXT PRIMARY KEY, balance INTEGER NOT NULL, nonce INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chain_txs (
+    txid TEXT PRIMARY KEY, block_hash TEXT NOT NULL, height INTEGER NOT NULL,
+    position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS address_history (
+    address TEXT NOT NULL, height INTEGER NOT NULL, position INTEGER NOT NULL,
+    txid TEXT NOT NULL, delta INTEGER NOT NULL,
+    PRIMARY KEY (address, height, position)
+);
+CREATE TABLE IF NOT EXISTS mempool (
+    txid TEXT PRIMARY KEY, sender TEXT NOT NULL, recipient TEXT NOT NULL,
+    nonce INTEGER NOT NULL, amount INTEGER NOT NULL, fee INTEGER NOT NULL,
+    body TEXT NOT NULL, received_at INTEGER NOT NULL, seq INTEGER NOT NULL,
+    UNIQUE (sender, nonce)
+);
+CREATE INDEX IF NOT EXISTS mempool_by_fee ON mempool(fee DESC, seq);
+CREATE INDEX IF NOT EXISTS mempool_by_recipient ON mempool(recipient);
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
+    object_id TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL, source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reorgs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, depth INTEGER NOT NULL,
+    fork_height INTEGER NOT NULL, old_tip TEXT NOT NULL, new_tip TEXT NOT NULL,
+    requeued TEXT NOT NULL, dropped TEXT NOT NULL
+);
+"""
+
+
+def work_text(work: int) -> str:
+    """Cumulative work as sortable text."""
+    return f"{work:064x}"
+
+
+@dataclass(frozen=True)
+class StoredBlock:
+    """A block row: the block, its height, cumulative work and validity."""
+
+    block: Block
+    chain_work: int
+    invalid_reason: str | None
+    seq: int
+    received_at: int
+
+    @property
+    def header(self) -> BlockHeader:
+        return self.block.header
+
+
+@dataclass(frozen=True)
+class PendingTx:
+    """A mempool row."""
+
+    tx: Transaction
+    received_at: int
+    seq: int
+
+
+class Store:
+    """Typed reads and writes over the ledger's SQLite file. Not thread-safe: one per process."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of change; nested uses join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def integrity_ok(self) -> bool:
+        return bool(self.db.execute("PRAGMA quick_check").fetchone()[0] == "ok")
+
+    # -- meta ----------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- blocks --------------------------------------------------------------------------
+    def insert_block(self, block: Block, chain_work: int, received_at: int) -> None:
+        seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM blocks").fetchone()[0]
+        head = block.header
+        self.db.execute(
+            "INSERT INTO blocks(hash, height, previous_hash, timestamp, bits, tx_count, chain_work,"
+            " header, body, seq, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                block.hash,
+                head.index,
+                head.previous_hash,
+                head.timestamp,
+                head.bits,
+                len(block.transactions),
+                work_text(chain_work),
+                json.dumps(head.to_dict()),
+                json.dumps(block.to_dict()),
+                seq,
+                received_at,
+            ),
+        )
+
+    def _stored(self, row: Any) -> StoredBlock:
+        return StoredBlock(
+            Block.from_dict(json.loads(row[0])), int(row[1], 16), row[2], row[3], row[4]
+        )
+
+    _BLOCK_COLUMNS = "body, chain_work, invalid_reason, seq, received_at"
+
+    def get_block(self, block_hash: str) -> StoredBlock | None:
+        row = self.db.execute(
+            f"SELECT {self._BLOCK_COLUMNS} FROM blocks WHERE hash = ?",  # noqa: S608
+            (block_hash,),
+        ).fetchone()
+        return None if row is None else self._stored(row)
+
+    def get_header(self, block_hash: str) -> BlockHeader | None:
+        row = self.db.execute("SELECT header FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
+        return None if row is None else BlockHeader.from_dict(json.loads(row[0]))
+
+    def block_meta(self, block_hash: str) -> tuple[int, int, str | None] | None:
+        """(height, chain_work, invalid_reason) of a known block."""
+        row = self.db.execute(
+            "SELECT height, chain_work, invalid_reason FROM blocks WHERE hash = ?", (block_hash,)
+        ).fetchone()
+        return None if row is None else (row[0], int(row[1], 16), row[2])
+
+    def mark_invalid(self, block_hash: str, reason: str) -> None:
+        self.db.execute("UPDATE blocks SET invalid_reason = ? WHERE hash = ?", (reason, block_hash))
+
+    def children(self, block_hash: str) -> list[str]:
+        rows = self.db.execute("SELECT hash FROM blocks WHERE previous_hash = ?", (block_hash,))
+        return [r[0] for r in rows]
+
+    def best_valid_tip(self) -> str | None:
+        """The valid block with the most work (first seen among equals)."""
+        row = self.db.execute(
+            "SELECT hash FROM blocks WHERE invalid_reason IS NULL "
+            "ORDER BY chain_work DESC, seq ASC LIMIT 1"
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def block_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])
+
+    # -- main chain ----------------------------------------------------------------------
+    def main_hash(self, height: int) -> str | None:
+        row = self.db.execute("SELECT hash FROM main_chain WHERE height = ?", (height,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def main_height(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(height), 0) FROM main_chain").fetchone()[0])
+
+    def main_blocks(self, start: int, limit: int) -> list[StoredBlock]:
+        rows = self.db.execute(
+            f"SELECT {self._BLOCK_COLUMNS} FROM main_chain JOIN blocks USING (hash) "  # noqa: S608
+            "WHERE main_chain.height >= ? ORDER BY main_chain.height LIMIT ?",
+            (start, limit),
+        )
+        return [self._stored(r) for r in rows]
+
+    def main_headers(self, start: int, limit: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT header FROM main_chain JOIN blocks USING (hash) "
+            "WHERE main_chain.height >= ? ORDER BY main_chain.height LIMIT ?",
+            (start, limit),
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def is_main(self, block_hash: str, height: int) -> bool:
+        return self.main_hash(height) == block_hash
+
+    # -- accounts, undo, indexes ----------------------------------------------------------
+    def account(self, address: str) -> Account:
+        row = self.db.execute(
+            "SELECT balance, nonce FROM accounts WHERE address = ?", (address,)
+        ).fetchone()
+        return Account() if row is None else Account(row[0], row[1])
+
+    def write_accounts(self, accounts: dict[str, Account]) -> None:
+        for address, acct in accounts.items():
+            if acct == Account():
+                self.db.execute("DELETE FROM accounts WHERE address = ?", (address,))
+            else:
+                self.db.execute(
+                    "INSERT INTO accounts(address, balance, nonce) VALUES (?, ?, ?) "
+                    "ON CONFLICT(address) DO UPDATE SET balance = excluded.balance, "
+                    "nonce = excluded.nonce",
+                    (address, acct.balance, acct.nonce),
+                )
+
+    def all_accounts(self) -> dict[str, Account]:
+        rows = self.db.execute("SELECT address, balance, nonce FROM accounts")
+        return {r[0]: Account(r[1], r[2]) for r in rows}
+
+    def put_undo(self, undo: BlockUndo) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO undo(block_hash, data) VALUES (?, ?)",
+            (undo.block_hash, json.dumps(undo.to_dict())),
+        )
+
+    def pop_undo(self, block_hash: str) -> BlockUndo:
+        row = self.db.execute(
+            "SELECT data FROM undo WHERE block_hash = ?", (block_hash,)
+        ).fetchone()
+        if row is None:
+            raise RuntimeError(f"no undo data for main-chain block {block_hash}")
+        self.db.execute("DELETE FROM undo WHERE block_hash = ?", (block_hash,))
+        return BlockUndo.from_dict(json.loads(row[0]))
+
+    def index_main_block(self, block: Block) -> None:
+        """Main chain row, transaction index and address history of a connected block."""
+        height = block.index
+        self.db.execute("INSERT INTO main_chain(height, hash) VALUES (?, ?)", (height, block.hash))
+        for position, tx in enumerate(block.transactions):
+            self.db.execute(
+                "INSERT INTO chain_txs(txid, block_hash, height, position) VALUES (?, ?, ?, ?)",
+                (tx.txid, block.hash, height, position),
+            )
+            for address, delta in tx_deltas(tx).items():
+                self.db.execute(
+                    "INSERT INTO address_history(address, height, position, txid, delta) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (address, height, position, tx.txid, delta),
+                )
+        self.set_meta("tip", block.hash)
+
+    def unindex_main_block(self, block: Block, new_tip: str) -> None:
+        height = block.index
+        self.db.execute("DELETE FROM main_chain WHERE height = ?", (height,))
+        self.db.execute("DELETE FROM chain_txs WHERE height = ?", (height,))
+        self.db.execute("DELETE FROM address_history WHERE height = ?", (height,))
+        self.set_meta("tip", new_tip)
+
+    def chain_tx(self, txid: str) -> tuple[str, int, int] | None:
+        """(block_hash, height, position) of a main-chain transaction."""
+        row = self.db.execute(
+            "SELECT block_hash, height, position FROM chain_txs WHERE txid = ?", (txid,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def address_history(self, address: str, offset: int, limit: int) -> list[tuple[Any, ...]]:
+        """(height, position, txid, delta) newest first."""
+        return list(
+            self.db.execute(
+                "SELECT height, position, txid, delta FROM address_history WHERE address = ? "
+                "ORDER BY height DESC, position DESC LIMIT ? OFFSET ?",
+                (address, limit, offset),
+            )
+        )
+
+    def address_history_count(self, address: str) -> int:
+        return int(
+            self.db.execute(
+                "SELECT COUNT(*) FROM address_history WHERE address = ?", (address,)
+            ).fetchone()[0]
+        )
+
+    # -- mempool -------------------------------------------------------------------------
+    def _pending(self, row: Any) -> PendingTx:
+        return PendingTx(Transaction.from_dict(json.loads(row[0])), row[1], row[2])
+
+    def mempool_add(self, tx: Transaction, received_at: int) -> None:
+        seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM mempool").fetchone()[0]
+        self.db.execute(
+            "INSERT INTO mempool(txid, sender, recipient, nonce, amount, fee, body, received_at, "
+            "seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                tx.txid,
+                tx.sender,
+                tx.recipient,
+                tx.nonce,
+                tx.amount,
+                tx.fee,
+                json.dumps(tx.to_dict()),
+                received_at,
+                seq,
+            ),
+        )
+
+    def mempool_remove(self, txid: str) -> None:
+        self.db.execute("DELETE FROM mempool WHERE txid = ?", (txid,))
+
+    def mempool_get(self, txid: str) -> PendingTx | None:
+        row = self.db.execute(
+            "SELECT body, received_at, seq FROM mempool WHERE txid = ?", (txid,)
+        ).fetchone()
+        return None if row is None else self._pending(row)
+
+    def mempool_by_sender(self, sender: str) -> list[PendingTx]:
+        rows = self.db.execute(
+            "SELECT body, received_at, seq FROM mempool WHERE sender = ? ORDER BY nonce", (sender,)
+        )
+        return [self._pending(r) for r in rows]
+
+    def mempool_all(self, limit: int = -1, offset: int = 0) -> list[PendingTx]:
+        """Pending transactions in mining order: highest fee first, then first seen."""
+        rows = self.db.execute(
+            "SELECT body, received_at, seq FROM mempool ORDER BY fee DESC, seq ASC "
+            "LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [self._pending(r) for r in rows]
+
+    def mempool_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM mempool").fetchone()[0])
+
+    def mempool_senders(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT sender FROM mempool")]
+
+    def mempool_position(self, txid: str) -> int | None:
+        """1-based place in mining order (1 = mined first)."""
+        row = self.db.execute("SELECT fee, seq FROM mempool WHERE txid = ?", (txid,)).fetchone()
+        if row is None:
+            return None
+        ahead = self.db.execute(
+            "SELECT COUNT(*) FROM mempool WHERE fee > ? OR (fee = ? AND seq < ?)",
+            (row[0], row[0], row[1]),
+        ).fetchone()[0]
+        return int(ahead) + 1
+
+    def mempool_pending_for(self, address: str) -> list[PendingTx]:
+        rows = self.db.execute(
+            "SELECT body, received_at, seq FROM mempool WHERE sender = ? OR recipient = ? "
+            "ORDER BY seq DESC",
+            (address, address),
+        )
+        return [self._pending(r) for r in rows]
+
+    def mempool_cheapest_leaf(self) -> PendingTx | None:
+        """The lowest-fee transaction that no other pending transaction depends on."""
+        row = self.db.execute(
+            "SELECT body, received_at, seq FROM mempool m WHERE NOT EXISTS ("
+            " SELECT 1 FROM mempool n WHERE n.sender = m.sender AND n.nonce > m.nonce)"
+            " ORDER BY fee ASC, seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else self._pending(row)
+
+    # -- logs ----------------------------------------------------------------------------
+    def log_rejection(
+        self, at: int, kind: str, object_id: str, reason: str, message: str, source: str, keep: int
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO rejections(at, kind, object_id, reason, message, source) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (at, kind, object_id, reason, message[:500], source[:200]),
+        )
+        self.db.execute(
+            "DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - ?", (keep,)
+        )
+
+    def rejections(self, limit: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT at, kind, object_id, reason, message, source FROM rejections "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        keys = ("at", "kind", "id", "reason", "message", "source")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def log_reorg(
+        self,
+        at: int,
+        depth: int,
+        fork_height: int,
+        old_tip: str,
+        new_tip: str,
+        requeued: list[str],
+        dropped: list[str],
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO reorgs(at, depth, fork_height, old_tip, new_tip, requeued, dropped) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (at, depth, fork_height, old_tip, new_tip, json.dumps(requeued), json.dumps(dropped)),
+        )
+
+    def reorgs(self, limit: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT at, depth, fork_height, old_tip, new_tip, requeued, dropped FROM reorgs "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            {
+                "at": r[0],
+                "depth": r[1],
+                "fork_height": r[2],
+                "old_tip": r[3],
+                "new_tip": r[4],
+                "requeued": json.loads(r[5]),
+                "dropped": json.loads(r[6]),
+            }
+            for r in rows
+        ]
+
+
+def tx_deltas(tx: Transaction) -> dict[str, int]:
+    """The net effect of one transaction on each address it touches."""
+    deltas: dict[str, int] = {}
+    if not tx.is_coinbase:
+        deltas[tx.sender] = -(tx.amount + tx.fee)
+    deltas[tx.recipient] = deltas.get(tx.recipient, 0) + tx.amount
+    return deltas

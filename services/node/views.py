@@ -1,0 +1,393 @@
+"""HTTP views of the ledger: the tutorial's endpoints with their shapes, and the REST API.
+
+Each view parses, calls the ledger, and answers; refusals are raised and turned into
+`{"error", "reason"}` by the shared error middleware. Rejected transactions and blocks are also
+written to the rejection log (`GET /rejections`).
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from typing import Any
+
+from aiohttp import web
+
+from pybtc import Block, Transaction, ValidationError, decode_address, format_amount
+from pybtc.encoding import check_hex
+from services.common.web import ServiceError, query_int, read_json_object
+from services.node.keys import ANNOUNCER, CLOCK, LEDGER, SETTINGS
+from services.node.ledger import Ledger
+
+logger = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+MAX_PAGE = 500
+
+
+def _ledger(request: web.Request) -> Ledger:
+    return request.app[LEDGER]
+
+
+def _now(request: web.Request) -> int:
+    return int(request.app[CLOCK]())
+
+
+def _log_rejection(request: web.Request, kind: str, object_id: str, exc: Exception) -> None:
+    reason = str(getattr(exc, "reason", "error"))
+    message = str(getattr(exc, "message", exc))
+    source = request.remote or "?"
+    ledger = _ledger(request)
+    keep = request.app[SETTINGS].rejection_log_size
+    ledger.store.log_rejection(_now(request), kind, object_id, reason, message, source, keep)
+    logger.info("rejected kind=%s id=%s reason=%s source=%s", kind, object_id[:16], reason, source)
+
+
+# -- the tutorial's endpoints -------------------------------------------------------------------
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    return web.json_response(
+        {
+            "message": "Welcome to the pyBTC ledger API. Use /chain to view the chain, "
+            "/mine to mine a block, or /transactions/new to create a transaction.",
+            "network": request.app[SETTINGS].network,
+            "docs": "/openapi.yaml",
+        }
+    )
+
+
+@routes.get("/chain")
+async def chain(request: web.Request) -> web.Response:
+    """The tutorial's `{"chain", "length"}`; `?start=&limit=` pages, `?format=headers`."""
+    ledger = _ledger(request)
+    height = ledger.height
+    start = query_int(request, "start", 1, low=1, high=2**62)
+    limit = query_int(request, "limit", height, low=1, high=2**62)
+    form = request.query.get("format", "full")
+    if form == "headers":
+        items: list[Any] = ledger.store.main_headers(start, limit)
+    elif form == "full":
+        items = [s.block.to_dict() for s in ledger.store.main_blocks(start, limit)]
+    else:
+        raise ServiceError(400, "bad-query", "format is 'full' or 'headers'")
+    return web.json_response({"chain": items, "length": height})
+
+
+@routes.post("/transactions/new")
+async def transactions_new(request: web.Request) -> web.Response:
+    """Admit a signed transaction; 201 with the tutorial's message. Idempotent by txid."""
+    body = await read_json_object(request)
+    relay = body.pop("type", None)
+    if relay not in (None, "sharing"):
+        raise ServiceError(400, "bad-type", 'type may only be "sharing" (a relay between peers)')
+    if "signature" not in body and "public_key" not in body:
+        raise ServiceError(
+            400,
+            "signature-required",
+            "pyBTC transactions are signed: send sender, recipient, amount, fee, nonce, "
+            "timestamp, public_key and signature (see docs/protocol.md §4); the tutorial's "
+            "unsigned {sender, recipient, amount} cannot move coins",
+        )
+    try:
+        tx = Transaction.from_dict(body)
+        result = _ledger(request).submit_transaction(tx, _now(request))
+    except (ValidationError, ServiceError) as exc:
+        txid = body.get("txid") if isinstance(body.get("txid"), str) else "-"
+        _log_rejection(request, "tx", str(txid)[:64], exc)
+        raise
+    ledger = _ledger(request)
+    if result.is_new:
+        await request.app[ANNOUNCER].transaction(result)
+    return web.json_response(
+        {
+            "message": f"Transaction will be added to Block {ledger.height + 1}",
+            "txid": tx.txid,
+            "status": "pending",
+            "new": result.is_new,
+            "mempool_position": ledger.store.mempool_position(tx.txid),
+        },
+        status=201,
+    )
+
+
+@routes.get("/mine")
+async def mine(request: web.Request) -> web.Response:
+    """The tutorial's "mine one block now": asks this node's miner (the miner service)."""
+    raise ServiceError(
+        503,
+        "no-miner",
+        "no miner service is running for this node; mining arrives with the miner service",
+    )
+
+
+# -- REST: blocks, transactions, addresses ------------------------------------------------------
+
+
+def _block_view(ledger: Ledger, block: Block, invalid: str | None) -> dict[str, Any]:
+    on_main = ledger.store.is_main(block.hash, block.index)
+    tip_height = ledger.height
+    meta = ledger.store.block_meta(block.hash)
+    next_hash = ledger.store.main_hash(block.index + 1) if on_main else None
+    return {
+        "block": block.to_dict(),
+        "height": block.index,
+        "in_best_chain": on_main,
+        "confirmations": tip_height - block.index + 1 if on_main else 0,
+        "chain_work": f"{meta[1]:064x}" if meta else None,
+        "next_hash": next_hash,
+        "invalid_reason": invalid,
+    }
+
+
+@routes.get("/blocks")
+async def blocks(request: web.Request) -> web.Response:
+    """Main-chain blocks, newest first: `?before=<height>&limit=`."""
+    ledger = _ledger(request)
+    height = ledger.height
+    before = query_int(request, "before", height + 1, low=1, high=2**62)
+    limit = query_int(request, "limit", 20, low=1, high=MAX_PAGE)
+    top = min(before - 1, height)
+    start = max(1, top - limit + 1)
+    items = (
+        [
+            s.block.header.to_dict() | {"tx_count": len(s.block.transactions)}
+            for s in ledger.store.main_blocks(start, top - start + 1)
+        ]
+        if top >= 1
+        else []
+    )
+    return web.json_response({"height": height, "blocks": list(reversed(items))})
+
+
+@routes.get("/blocks/height/{height}")
+async def block_by_height(request: web.Request) -> web.Response:
+    raw = request.match_info["height"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ServiceError(400, "bad-query", "height must be a whole number")
+    ledger = _ledger(request)
+    block_hash = ledger.store.main_hash(int(raw))
+    if block_hash is None:
+        raise ServiceError(404, "not-found", f"no block at height {raw} (tip is {ledger.height})")
+    stored = ledger.store.get_block(block_hash)
+    assert stored is not None
+    return web.json_response(_block_view(ledger, stored.block, stored.invalid_reason))
+
+
+def _hex_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    try:
+        return check_hex(name, value, 32)
+    except ValidationError as exc:
+        raise ServiceError(400, str(exc.reason), exc.message) from None
+
+
+@routes.get("/blocks/{hash}")
+async def block_by_hash(request: web.Request) -> web.Response:
+    ledger = _ledger(request)
+    stored = ledger.store.get_block(_hex_id(request, "hash"))
+    if stored is None:
+        raise ServiceError(404, "not-found", "no block with that hash")
+    return web.json_response(_block_view(ledger, stored.block, stored.invalid_reason))
+
+
+@routes.get("/tx/{txid}")
+async def transaction(request: web.Request) -> web.Response:
+    """A transaction and its status: confirmed (with confirmations) or pending (with place)."""
+    txid = _hex_id(request, "txid")
+    ledger = _ledger(request)
+    where = ledger.store.chain_tx(txid)
+    if where is not None:
+        block_hash, height, position = where
+        stored = ledger.store.get_block(block_hash)
+        assert stored is not None
+        return web.json_response(
+            {
+                "transaction": stored.block.transactions[position].to_dict(),
+                "status": "confirmed",
+                "block_hash": block_hash,
+                "height": height,
+                "confirmations": ledger.height - height + 1,
+            }
+        )
+    pending = ledger.store.mempool_get(txid)
+    if pending is None:
+        raise ServiceError(404, "not-found", "no transaction with that id in the chain or mempool")
+    return web.json_response(
+        {
+            "transaction": pending.tx.to_dict(),
+            "status": "pending",
+            "mempool_position": ledger.store.mempool_position(txid),
+            "received_at": pending.received_at,
+        }
+    )
+
+
+def _address(request: web.Request) -> str:
+    address = request.match_info["address"]
+    decode_address(address)  # a mistyped address is a 400 bad-address with what is wrong
+    return address
+
+
+@routes.get("/address/{address}")
+async def address_info(request: web.Request) -> web.Response:
+    """Confirmed and unconfirmed balance, confirmed and next nonce."""
+    address = _address(request)
+    ledger = _ledger(request)
+    account = ledger.account(address)
+    pending = ledger.store.mempool_pending_for(address)
+    unconfirmed = account.balance
+    sent = 0
+    for p in pending:
+        if p.tx.sender == address:
+            unconfirmed -= p.tx.amount + p.tx.fee
+            sent += 1
+        if p.tx.recipient == address:
+            unconfirmed += p.tx.amount
+    return web.json_response(
+        {
+            "address": address,
+            "balance": account.balance,
+            "balance_coins": format_amount(account.balance),
+            "unconfirmed_balance": unconfirmed,
+            "nonce": account.nonce,
+            "next_nonce": account.nonce + sent,
+            "pending_count": len(pending),
+            "history_count": ledger.store.address_history_count(address),
+        }
+    )
+
+
+@routes.get("/address/{address}/history")
+async def address_history(request: web.Request) -> web.Response:
+    """Pending entries, then confirmed ones newest first, each with its net effect (delta)."""
+    address = _address(request)
+    ledger = _ledger(request)
+    offset = query_int(request, "offset", 0, low=0, high=2**62)
+    limit = query_int(request, "limit", 25, low=1, high=MAX_PAGE)
+    tip = ledger.height
+    confirmed = [
+        {
+            "txid": txid,
+            "height": height,
+            "position": position,
+            "delta": delta,
+            "confirmations": tip - height + 1,
+        }
+        for height, position, txid, delta in ledger.store.address_history(address, offset, limit)
+    ]
+    pending = []
+    for p in ledger.store.mempool_pending_for(address):
+        delta = (p.tx.amount if p.tx.recipient == address else 0) - (
+            p.tx.amount + p.tx.fee if p.tx.sender == address else 0
+        )
+        pending.append({"txid": p.tx.txid, "delta": delta, "status": "pending"})
+    return web.json_response(
+        {
+            "address": address,
+            "total": ledger.store.address_history_count(address),
+            "offset": offset,
+            "limit": limit,
+            "pending": pending,
+            "confirmed": confirmed,
+        }
+    )
+
+
+@routes.get("/mempool")
+async def mempool(request: web.Request) -> web.Response:
+    """Pending transactions in mining order, each with its position (1 = next to be mined)."""
+    ledger = _ledger(request)
+    offset = query_int(request, "offset", 0, low=0, high=2**62)
+    limit = query_int(request, "limit", 100, low=1, high=MAX_PAGE)
+    items = [
+        p.tx.to_dict() | {"position": offset + i + 1, "received_at": p.received_at}
+        for i, p in enumerate(ledger.store.mempool_all(limit, offset))
+    ]
+    return web.json_response({"count": ledger.store.mempool_count(), "transactions": items})
+
+
+@routes.get("/status")
+async def status(request: web.Request) -> web.Response:
+    ledger = _ledger(request)
+    tip = ledger.tip_header()
+    params = ledger.params
+    return web.json_response(
+        {
+            "network": params.name,
+            "network_id": params.network_id,
+            "genesis": params.genesis.hash,
+            "tip": tip.hash,
+            "height": tip.index,
+            "tip_time": tip.timestamp,
+            "chain_work": f"{ledger.chain_work():064x}",
+            "bits": tip.bits,
+            "difficulty": ledger.difficulty(),
+            "mempool_size": ledger.store.mempool_count(),
+            "node_id": request.app[SETTINGS].origin,
+            "url": request.app[SETTINGS].ledger_public_url,
+        }
+    )
+
+
+@routes.get("/rejections")
+async def rejections(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", 50, low=1, high=MAX_PAGE)
+    return web.json_response({"rejections": _ledger(request).store.rejections(limit)})
+
+
+@routes.get("/reorgs")
+async def reorgs(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", 50, low=1, high=MAX_PAGE)
+    return web.json_response({"reorgs": _ledger(request).store.reorgs(limit)})
+
+
+# -- mining (used by the miner service) ---------------------------------------------------------
+
+
+@routes.get("/mining/template")
+async def mining_template(request: web.Request) -> web.Response:
+    """An unmined block for `?address=` with the best-fee transactions and the right bits."""
+    address = request.query.get("address", "")
+    decode_address(address)
+    ledger = _ledger(request)
+    block = ledger.template(address, _now(request))
+    return web.json_response(
+        {
+            "block": block.to_dict(),
+            "target": f"{block.header.bits:08x}",
+            "height": block.index,
+            "previous_hash": block.previous_hash,
+        }
+    )
+
+
+@routes.post("/mining/submit")
+async def mining_submit(request: web.Request) -> web.Response:
+    """A solved block: validated, stored, connected if it has the most work, announced."""
+    body = await read_json_object(request)
+    object_id = body.get("hash") if isinstance(body.get("hash"), str) else "-"
+    try:
+        block = Block.from_dict(body)
+        result = _ledger(request).submit_block(block, _now(request))
+    except (ValidationError, ServiceError) as exc:
+        _log_rejection(request, "block", str(object_id)[:64], exc)
+        raise
+    await request.app[ANNOUNCER].block(result)
+    change = result.tip_change
+    return web.json_response(
+        {
+            "hash": block.hash,
+            "height": block.index,
+            "is_tip": result.is_tip,
+            "reorg_depth": len(change.disconnected) if change else 0,
+        },
+        status=201,
+    )
+
+
+@routes.get("/openapi.yaml")
+async def openapi(request: web.Request) -> web.Response:
+    text = files("services.node").joinpath("openapi.yaml").read_text()
+    return web.Response(text=text, content_type="application/yaml")

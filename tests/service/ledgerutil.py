@@ -1,0 +1,48 @@
+"""Helpers for ledger service tests: build the real app, mine real blocks through its API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from pybtc import REGTEST, Block, PrivateKey, Transaction
+from pybtc.mining import mine_block
+from services.common.settings import Settings
+
+
+def ledger_settings(data_dir: Path, redis_url: str = "", **changes: Any) -> Settings:
+    """Regtest settings for a ledger whose database lives in `data_dir`."""
+    return Settings(network="regtest", data_dir=data_dir, redis_url=redis_url, **changes)
+
+
+async def mine(client: TestClient, address: str, count: int = 1) -> list[Block]:
+    """Ask the ledger for a template, solve it (regtest PoW), submit it; `count` times."""
+    blocks = []
+    for _ in range(count):
+        resp = await client.get("/mining/template", params={"address": address})
+        assert resp.status == 200, await resp.text()
+        template = Block.from_dict((await resp.json())["block"])
+        block = mine_block(template)
+        assert block is not None
+        resp = await client.post("/mining/submit", json=block.to_dict())
+        assert resp.status == 201, await resp.text()
+        blocks.append(block)
+    return blocks
+
+
+async def send(
+    client: TestClient, key: PrivateKey, recipient: str, amount: int, *, fee: int = 1_000,
+    nonce: int | None = None, timestamp: int = 0,
+) -> tuple[int, dict[str, Any], Transaction]:
+    """Sign a transfer (next nonce from the ledger unless given) and POST it."""
+    if nonce is None:
+        info = await (await client.get(f"/address/{key.address}")).json()
+        nonce = info["next_nonce"]
+    tx = Transaction.create(
+        key, recipient, amount, fee=fee, nonce=nonce, timestamp=timestamp,
+        network_id=REGTEST.network_id,
+    )
+    resp = await client.post("/transactions/new", json=tx.to_dict())
+    return resp.status, await resp.json(), tx
