@@ -78,24 +78,13 @@ async def chain(request: web.Request) -> web.Response:
 @routes.post("/transactions/new")
 async def transactions_new(request: web.Request) -> web.Response:
     """Admit a signed transaction; 201 with the tutorial's message. Idempotent by txid."""
-    body = await read_json_object(request)
-    relay = body.pop("type", None)
-    if relay not in (None, "sharing"):
-        raise ServiceError(400, "bad-type", 'type may only be "sharing" (a relay between peers)')
-    if "signature" not in body and "public_key" not in body:
-        raise ServiceError(
-            400,
-            "signature-required",
-            "pyBTC transactions are signed: send sender, recipient, amount, fee, nonce, "
-            "timestamp, public_key and signature (see docs/protocol.md §4); the tutorial's "
-            "unsigned {sender, recipient, amount} cannot move coins",
-        )
+    body: dict[str, Any] = {}
     try:
-        tx = Transaction.from_dict(body)
+        body = await read_json_object(request)
+        tx = _signed_transaction(body)
         result = _ledger(request).submit_transaction(tx, _now(request))
     except (ValidationError, ServiceError) as exc:
-        txid = body.get("txid") if isinstance(body.get("txid"), str) else "-"
-        _log_rejection(request, "tx", str(txid)[:64], exc)
+        _log_rejection(request, "tx", _object_id(body, "txid"), exc)
         raise
     ledger = _ledger(request)
     if result.is_new:
@@ -110,6 +99,28 @@ async def transactions_new(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+def _signed_transaction(body: dict[str, Any]) -> Transaction:
+    """The transaction in a request body; a relay's `"type": "sharing"` is allowed and dropped."""
+    fields = dict(body)
+    relay = fields.pop("type", None)
+    if relay not in (None, "sharing"):
+        raise ServiceError(400, "bad-type", 'type may only be "sharing" (a relay between peers)')
+    if "signature" not in fields and "public_key" not in fields:
+        raise ServiceError(
+            400,
+            "signature-required",
+            "pyBTC transactions are signed: send sender, recipient, amount, fee, nonce, "
+            "timestamp, public_key and signature (see docs/protocol.md §4); the tutorial's "
+            "unsigned {sender, recipient, amount} cannot move coins",
+        )
+    return Transaction.from_dict(fields)
+
+
+def _object_id(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    return value[:64] if isinstance(value, str) else "-"
 
 
 @routes.get("/mine")
@@ -366,13 +377,13 @@ async def mining_template(request: web.Request) -> web.Response:
 @routes.post("/mining/submit")
 async def mining_submit(request: web.Request) -> web.Response:
     """A solved block: validated, stored, connected if it has the most work, announced."""
-    body = await read_json_object(request)
-    object_id = body.get("hash") if isinstance(body.get("hash"), str) else "-"
+    body: dict[str, Any] = {}
     try:
+        body = await read_json_object(request)
         block = Block.from_dict(body)
         result = _ledger(request).submit_block(block, _now(request))
     except (ValidationError, ServiceError) as exc:
-        _log_rejection(request, "block", str(object_id)[:64], exc)
+        _log_rejection(request, "block", _object_id(body, "hash"), exc)
         raise
     await request.app[ANNOUNCER].block(result)
     change = result.tip_change
