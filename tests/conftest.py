@@ -48,9 +48,7 @@ def redis_unix_url(redis_unix_server: EmbeddedRedis) -> str:
 
 
 @pytest.fixture
-async def ledger_client(
-    aiohttp_client: Any, tmp_path: Path, redis_url: str
-) -> TestClient:
+async def ledger_client(aiohttp_client: Any, tmp_path: Path, redis_url: str) -> TestClient:
     """A real regtest ledger app (SQLite in tmp_path, the session's real Redis as its bus)."""
     from services.node.app import create_app
     from tests.service.ledgerutil import ledger_settings

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -122,7 +123,10 @@ def parse_json(raw: bytes | str) -> Any:
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object (413 over the size limit, 400 otherwise)."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError as exc:  # e.g. a gzip body that does not decompress
+        raise ServiceError(400, "malformed-json", f"the body could not be read: {exc}") from None
     if not raw.strip():
         raise ServiceError(400, "malformed-json", "the body is empty; send a JSON object")
     body = parse_json(raw)
@@ -137,7 +141,7 @@ def query_int(request: web.Request, name: str, default: int, *, low: int, high: 
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 20:
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw):
         raise ServiceError(400, "bad-query", f"{name} must be a whole number")
     value = int(raw)
     if not low <= value <= high:

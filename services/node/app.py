@@ -42,7 +42,7 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = Store(settings.db_path)
     policy = MempoolPolicy(max_count=settings.mempool_max_count, min_fee=settings.min_fee)
-    ledger = Ledger(store, settings.params, policy)
+    ledger = Ledger(store, settings.params, policy, rejection_log_size=settings.rejection_log_size)
     app[LEDGER] = ledger
     logger.info(
         "ledger open network=%s db=%s height=%d tip=%s",

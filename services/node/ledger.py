@@ -95,10 +95,18 @@ class TxResult:
 class Ledger:
     """A node's chain state, mempool and their rules."""
 
-    def __init__(self, store: Store, params: ChainParams, policy: MempoolPolicy) -> None:
+    def __init__(
+        self,
+        store: Store,
+        params: ChainParams,
+        policy: MempoolPolicy,
+        *,
+        rejection_log_size: int = 1_000,
+    ) -> None:
         self.store = store
         self.params = params
         self.policy = policy
+        self.rejection_log_size = rejection_log_size
         self._init_genesis()
         self._resume()
 
@@ -308,7 +316,7 @@ class Ledger:
             )
         evicted = None
         if replaced is None and self.store.mempool_count() >= self.policy.max_count:
-            cheapest = self.store.mempool_cheapest_leaf()
+            cheapest = self.store.mempool_cheapest_leaf(spare_sender=tx.sender)
             if cheapest is None or cheapest.tx.fee >= tx.fee:
                 raise ServiceError(
                     503, "mempool-full", "the mempool is full and this fee is not above its lowest"
@@ -353,12 +361,34 @@ class Ledger:
                     continue
                 reason = Reason.BAD_NONCE if tx.nonce != expected else Reason.INSUFFICIENT_FUNDS
                 self.store.mempool_remove(tx.txid)
-                self.store.log_rejection(
-                    now, "tx", tx.txid, str(reason), "dropped after a tip change", "mempool", 1000
-                )
+                self.log_rejection(now, "tx", tx.txid, str(reason), "dropped after a tip change")
                 if tx.txid in change.requeued:
                     change.requeued.remove(tx.txid)
                 change.dropped.append(tx.txid)
+        while self.store.mempool_count() > self.policy.max_count:  # re-queued past the limit
+            cheapest = self.store.mempool_cheapest_leaf()
+            if cheapest is None:  # pragma: no cover - a non-empty pool has a leaf
+                break
+            txid = cheapest.tx.txid
+            self.store.mempool_remove(txid)
+            self.log_rejection(now, "tx", txid, "mempool-full", "evicted: a reorg filled the pool")
+            if txid in change.requeued:
+                change.requeued.remove(txid)
+            change.dropped.append(txid)
+
+    def log_rejection(
+        self,
+        now: int,
+        kind: str,
+        object_id: str,
+        reason: str,
+        message: str,
+        source: str = "mempool",
+    ) -> None:
+        """Remember a refusal for GET /rejections (the newest `rejection_log_size` are kept)."""
+        self.store.log_rejection(
+            now, kind, object_id, reason, message, source, self.rejection_log_size
+        )
 
     # -- mining ------------------------------------------------------------------------------
     def template(self, miner_address: str, now: int) -> Block:

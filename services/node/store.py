@@ -406,12 +406,14 @@ class Store:
         )
         return [self._pending(r) for r in rows]
 
-    def mempool_cheapest_leaf(self) -> PendingTx | None:
-        """The lowest-fee transaction that no other pending transaction depends on."""
+    def mempool_cheapest_leaf(self, spare_sender: str = "") -> PendingTx | None:
+        """The lowest-fee transaction that no other pending transaction depends on, not sent by
+        `spare_sender` (whose chain a newcomer extends)."""
         row = self.db.execute(
-            "SELECT body, received_at, seq FROM mempool m WHERE NOT EXISTS ("
+            "SELECT body, received_at, seq FROM mempool m WHERE m.sender != ? AND NOT EXISTS ("
             " SELECT 1 FROM mempool n WHERE n.sender = m.sender AND n.nonce > m.nonce)"
-            " ORDER BY fee ASC, seq DESC LIMIT 1"
+            " ORDER BY fee ASC, seq DESC LIMIT 1",
+            (spare_sender,),
         ).fetchone()
         return None if row is None else self._pending(row)
 
@@ -422,7 +424,7 @@ class Store:
         self.db.execute(
             "INSERT INTO rejections(at, kind, object_id, reason, message, source) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (at, kind, object_id, reason, message[:500], source[:200]),
+            (at, kind, _text(object_id), reason, _text(message[:500]), _text(source[:200])),
         )
         self.db.execute(
             "DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - ?", (keep,)
@@ -471,6 +473,11 @@ class Store:
             }
             for r in rows
         ]
+
+
+def _text(value: str) -> str:
+    """Text SQLite can store: a lone surrogate from hostile JSON becomes a visible escape."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def tx_deltas(tx: Transaction) -> dict[str, int]:

@@ -37,9 +37,7 @@ def _log_rejection(request: web.Request, kind: str, object_id: str, exc: Excepti
     reason = str(getattr(exc, "reason", "error"))
     message = str(getattr(exc, "message", exc))
     source = request.remote or "?"
-    ledger = _ledger(request)
-    keep = request.app[SETTINGS].rejection_log_size
-    ledger.store.log_rejection(_now(request), kind, object_id, reason, message, source, keep)
+    _ledger(request).log_rejection(_now(request), kind, object_id, reason, message, source)
     logger.info("rejected kind=%s id=%s reason=%s source=%s", kind, object_id[:16], reason, source)
 
 

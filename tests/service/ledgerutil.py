@@ -33,15 +33,26 @@ async def mine(client: TestClient, address: str, count: int = 1) -> list[Block]:
 
 
 async def send(
-    client: TestClient, key: PrivateKey, recipient: str, amount: int, *, fee: int = 1_000,
-    nonce: int | None = None, timestamp: int = 0,
+    client: TestClient,
+    key: PrivateKey,
+    recipient: str,
+    amount: int,
+    *,
+    fee: int = 1_000,
+    nonce: int | None = None,
+    timestamp: int = 0,
 ) -> tuple[int, dict[str, Any], Transaction]:
     """Sign a transfer (next nonce from the ledger unless given) and POST it."""
     if nonce is None:
         info = await (await client.get(f"/address/{key.address}")).json()
         nonce = info["next_nonce"]
     tx = Transaction.create(
-        key, recipient, amount, fee=fee, nonce=nonce, timestamp=timestamp,
+        key,
+        recipient,
+        amount,
+        fee=fee,
+        nonce=nonce,
+        timestamp=timestamp,
         network_id=REGTEST.network_id,
     )
     resp = await client.post("/transactions/new", json=tx.to_dict())
