@@ -52,6 +52,17 @@ class Settings:
     """Smallest fee (base units) the mempool admits: the relay policy, not a consensus rule."""
     rejection_log_size: int = 1_000
     """How many recent rejections the ledger remembers for /rejections."""
+    peers: str = ""
+    """Comma-separated peer URLs to register with at start."""
+    peer_networks: str = "loopback,private,public"
+    """Address ranges peers may be in: loopback, private, public, link-local."""
+    max_peers: int = 64
+    peer_timeout: float = 5.0
+    """Seconds one request to a peer may take in total."""
+    peer_max_failures: int = 5
+    """Failed contacts in a row after which a peer is dropped."""
+    sync_interval: float = 30.0
+    """Seconds between health checks and catch-up syncs with every peer."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised PYBTC_* variables, kept so a typo can be reported."""
 
@@ -111,6 +122,14 @@ def _convert(key: str, raw: str, kind: object) -> Any:
         if value < 0:
             raise SettingsError(f"{key}={raw!r} must not be negative")
         return value
+    if kind_name == "float":
+        try:
+            number = float(raw)
+        except ValueError:
+            raise SettingsError(f"{key}={raw!r} is not a number") from None
+        if not 0 < number < 1e6:
+            raise SettingsError(f"{key}={raw!r} must be a positive number of seconds")
+        return number
     if kind_name == "Path":
         return Path(raw)
     return raw

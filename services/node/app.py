@@ -13,8 +13,9 @@ from services.common.bus import Bus
 from services.common.settings import Settings
 from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
 from services.node.announce import Announcer
-from services.node.keys import ANNOUNCER, BUS, CLOCK, LEDGER, SETTINGS
+from services.node.keys import ANNOUNCER, BUS, CLOCK, LEDGER, NETWORK, SETTINGS
 from services.node.ledger import Ledger, MempoolPolicy
+from services.node.network import Network
 from services.node.store import Store
 from services.node.views import routes
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[ANNOUNCER] = Announcer(settings.ledger_public_url)
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_bus_ctx)
+    app.cleanup_ctx.append(_network_ctx)
     app.add_routes(routes)
     add_health_and_metrics(app, "ledger", metrics, [_storage_check, _bus_check])
     _ledger_gauges(app, metrics)
@@ -63,13 +65,27 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
         app[BUS] = None
         yield
         return
-    bus = Bus(settings.redis_url, settings.network, f"{settings.origin}/ledger")
+
+    async def resync() -> None:  # after a reconnect, or a gap in someone's messages
+        network = app.get(NETWORK)
+        if network is not None:
+            await network.resync()
+
+    bus = Bus(settings.redis_url, settings.network, f"{settings.origin}/ledger", resync=resync)
     await bus.start()
     app[BUS] = bus
     app[ANNOUNCER].publish = bus.publish
     yield
     app[ANNOUNCER].publish = None
     await bus.close()
+
+
+async def _network_ctx(app: web.Application) -> AsyncIterator[None]:
+    network = Network(app[SETTINGS], app[LEDGER], app[ANNOUNCER], app[CLOCK])
+    app[NETWORK] = network
+    await network.start(app[BUS])
+    yield
+    await network.close()
 
 
 async def _storage_check(app: web.Application) -> Check:

@@ -10,9 +10,11 @@ from services.common.bus import Bus
 from services.common.settings import Settings
 from services.node.announce import Announcer
 from services.node.ledger import Ledger
+from services.node.network import Network
 
 SETTINGS = web.AppKey("settings", Settings)
 LEDGER = web.AppKey("ledger", Ledger)
 ANNOUNCER = web.AppKey("announcer", Announcer)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 BUS: web.AppKey[Bus | None] = web.AppKey("bus")
+NETWORK = web.AppKey("network", Network)

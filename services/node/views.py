@@ -15,9 +15,11 @@ from aiohttp import web
 
 from pybtc import Block, Transaction, ValidationError, decode_address, format_amount
 from pybtc.encoding import check_hex
-from services.common.web import ServiceError, query_int, read_json_object
-from services.node.keys import ANNOUNCER, CLOCK, LEDGER, SETTINGS
+from services.common.web import ServiceError, parse_json, query_int, read_json_object
+from services.node.keys import CLOCK, LEDGER, NETWORK, SETTINGS
 from services.node.ledger import Ledger
+from services.node.peer_client import PeerError
+from services.node.peers import normalize_peer_url
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -86,7 +88,7 @@ async def transactions_new(request: web.Request) -> web.Response:
         raise
     ledger = _ledger(request)
     if result.is_new:
-        await request.app[ANNOUNCER].transaction(result)
+        await request.app[NETWORK].transaction_accepted(result)
     return web.json_response(
         {
             "message": f"Transaction will be added to Block {ledger.height + 1}",
@@ -119,6 +121,75 @@ def _signed_transaction(body: dict[str, Any]) -> Transaction:
 def _object_id(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     return value[:64] if isinstance(value, str) else "-"
+
+
+# -- node to node (the tutorial's last chapter) -------------------------------------------------
+
+
+@routes.post("/nodes/register")
+async def nodes_register(request: web.Request) -> web.Response:
+    """`{"nodes": url}` or `{"nodes": [urls]}`: handshake, add, register back, spread."""
+    body = await read_json_object(request)
+    if "nodes" not in body:
+        raise ServiceError(400, "missing-field", "Error: Please supply a valid list of nodes")
+    network = request.app[NETWORK]
+    outcome = await network.register(body["nodes"])
+    message = "New nodes have been added" if outcome.added else "Already Registered Node"
+    return web.json_response(
+        {
+            "message": message,
+            "total_nodes": network.book.urls(),
+            "added": outcome.added,
+            "rejected": outcome.rejected,
+        },
+        status=201,
+    )
+
+
+@routes.get("/nodes")
+async def nodes(request: web.Request) -> web.Response:
+    """This node's peers with their health and last known tips."""
+    network = request.app[NETWORK]
+    return web.json_response({"self": network.self_url, "peers": network.book.describe()})
+
+
+@routes.get("/nodes/resolve")
+@routes.post("/nodes/resolve")
+async def nodes_resolve(request: web.Request) -> web.Response:
+    """Consensus: with `miner_node` (JSON body or query), sync from the announcing node;
+    without, with every peer. Answers in the tutorial's words."""
+    announcement: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        raw = await request.read()
+        if raw.strip():
+            parsed = parse_json(raw)
+            if not isinstance(parsed, dict):
+                raise ServiceError(400, "bad-type", "the announcement must be a JSON object")
+            announcement |= parsed
+    network = request.app[NETWORK]
+    ledger = _ledger(request)
+    old_tip = ledger.tip_hash
+    peer_error = None
+    if "miner_node" in announcement:
+        url = normalize_peer_url(announcement["miner_node"])
+        try:
+            await network.policy.check_connect(url)
+            await network.sync_from(url)
+        except PeerError as exc:
+            peer_error = exc.message
+    else:
+        await network.sync_all()
+    replaced = ledger.tip_hash != old_tip
+    tip = ledger.tip_header().to_dict()
+    body: dict[str, Any] = (
+        {"message": "Our chain was replaced", "new_chain": [tip]}
+        if replaced
+        else {"message": "Our chain is authoritative", "chain": [tip]}
+    )
+    body["length"] = ledger.height
+    if peer_error is not None:
+        body["peer_error"] = peer_error
+    return web.json_response(body)
 
 
 @routes.get("/mine")
@@ -383,7 +454,7 @@ async def mining_submit(request: web.Request) -> web.Response:
     except (ValidationError, ServiceError) as exc:
         _log_rejection(request, "block", _object_id(body, "hash"), exc)
         raise
-    await request.app[ANNOUNCER].block(result)
+    await request.app[NETWORK].block_accepted(result)
     change = result.tip_change
     return web.json_response(
         {

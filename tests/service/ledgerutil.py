@@ -57,3 +57,39 @@ async def send(
     )
     resp = await client.post("/transactions/new", json=tx.to_dict())
     return resp.status, await resp.json(), tx
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LedgerNode:
+    """A real ledger app served on a real loopback port, so other ledgers can reach it."""
+
+    def __init__(self, data_dir: Path, redis_url: str = "", **changes: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = ledger_settings(
+            data_dir, redis_url, ledger_port=self.port, public_url=self.url, **changes
+        )
+        self.runner: Any = None
+
+    async def start(self) -> LedgerNode:
+        from aiohttp import web
+
+        from services.node.app import create_app
+
+        self.runner = web.AppRunner(create_app(self.settings))
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None

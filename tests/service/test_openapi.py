@@ -28,6 +28,7 @@ from pybtc import COIN, REGTEST, Block, Reason, Transaction
 from pybtc.mining import build_block, mine_block
 from services.common.web import _HTTP_REASONS
 from services.node.app import create_app
+from services.node.network import REGISTRATION_REASONS
 from tests.chainutil import test_key
 from tests.service.ledgerutil import ledger_settings, mine, send
 
@@ -118,6 +119,7 @@ def test_every_operation_documents_its_refusals() -> None:
 def emitted_reason_codes() -> set[str]:
     """Every reason code the services and pybtc can answer with."""
     codes = {str(reason) for reason in Reason} | set(_HTTP_REASONS.values()) | {"internal"}
+    codes |= set(REGISTRATION_REASONS)  # raised as ServiceError(400, first["reason"], ...)
     for source in (ROOT / "services").rglob("*.py"):
         codes |= set(re.findall(r'ServiceError\(\s*\d+,\s*"([a-z-]+)"', source.read_text()))
     return codes
@@ -271,6 +273,12 @@ async def test_real_responses_match_their_schemas(ledger_client: TestClient) -> 
     (reorg,) = (await check("GET", "/reorgs", "/reorgs", 200))["reorgs"]
     assert reorg["requeued"] == [tx.txid]
     await check("GET", f"/tx/{tx.txid}", "/tx/{txid}", 200)
+
+    await check("GET", "/nodes", "/nodes", 200)
+    await check("POST", "/nodes/register", "/nodes/register", 400, {"nodes": "ftp://x:1"})
+    resolved = await check("GET", "/nodes/resolve", "/nodes/resolve", 200)
+    assert resolved["message"] == "Our chain is authoritative"
+    await check("POST", "/nodes/resolve", "/nodes/resolve", 200, {})
 
     json_operations = documented_operations() - {("GET", "/openapi.yaml"), ("GET", "/metrics")}
     assert json_operations <= {(method, path) for method, path, _ in check.checked}

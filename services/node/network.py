@@ -1,0 +1,348 @@
+"""Node to node: registration, gossip over the bus and over HTTP, catch-up, consensus.
+
+- `register`: the tutorial's `/nodes/register` — a handshake (`/status`: a pyBTC ledger of our
+  network and genesis, and not ourselves) before a peer is added; then, in the background, we
+  register back with it and tell our other peers. A peer that knows a URL already answers
+  "Already Registered Node" and goes no further, so registration never loops.
+- Gossip: every transaction and block this ledger accepts is announced on the bus (for ledgers
+  sharing the Redis) and over HTTP — transactions relayed to every peer with `"type": "sharing"`
+  (only when new here, so relays stop), tip changes announced with the tutorial's
+  `/nodes/resolve` call — concurrently, in the background, each with a timeout.
+- From the bus: a transaction is admitted like any other; an unknown block is fetched from the
+  announcing node, and a block whose parent we lack starts a sync with that node.
+- Catch-up and consensus: at start, after a bus reconnect, on `/nodes/resolve` and every
+  `sync_interval`, every peer's `/status` is read (its health check); peers that claim more
+  work are synced from, most work first (`services.node.sync`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from pybtc import Block, Reason, Transaction, ValidationError
+from services.common.bus import Bus, Envelope, Kind
+from services.common.settings import Settings
+from services.common.web import ServiceError
+from services.node.announce import Announcer
+from services.node.ledger import BlockResult, Ledger, TxResult
+from services.node.peer_client import PeerClient, PeerError, PeerStatus
+from services.node.peers import PeerBook, PeerPolicy, normalize_peer_url
+from services.node.sync import Syncer, SyncResult
+
+logger = logging.getLogger(__name__)
+
+MAX_REGISTER_BATCH = 64
+REGISTRATION_REASONS = (
+    "self",
+    "peer-limit",
+    "peer-handshake-failed",
+    "peer-unreachable",
+    "peer-not-allowed",
+)
+"""Why a URL was not added; the first becomes the 400's reason when nothing was added."""
+
+
+@dataclass
+class Registration:
+    """The outcome of one `/nodes/register` request."""
+
+    added: list[str] = field(default_factory=list)
+    known: list[str] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+
+
+class Network:
+    """This ledger's peers and everything it says to and hears from them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        announcer: Announcer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.announcer = announcer
+        self.clock = clock
+        self.self_url = normalize_peer_url(settings.ledger_public_url)
+        self.policy = PeerPolicy.from_setting(
+            settings.peer_networks, settings.max_peers, self.self_url
+        )
+        self.book = PeerBook(ledger.store, settings.peer_max_failures)
+        self.session: aiohttp.ClientSession | None = None
+        self.client: PeerClient | None = None
+        self.syncer: Syncer | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    # -- life cycle ------------------------------------------------------------------------
+    async def start(self, bus: Bus | None) -> None:
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.settings.peer_timeout),
+            headers={"User-Agent": "pyBTC-ledger"},
+        )
+        self.client = PeerClient(
+            self.session, self.policy, self.ledger.params, timeout=self.settings.peer_timeout
+        )
+        self.syncer = Syncer(self.ledger, self.client, self.clock)
+        if bus is not None:
+            self.spawn(self._listen(bus), "bus gossip")
+        initial = [u.strip() for u in self.settings.peers.split(",") if u.strip()]
+        self.spawn(self._start_up(initial), "start-up sync")
+        self.spawn(self._periodic(), "periodic sync")
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        """Run `coro` in the background; log (never raise) what goes wrong."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("background task failed what=%s", what)
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _start_up(self, initial: list[str]) -> None:
+        if initial:
+            try:
+                await self.register(initial)
+            except ServiceError as exc:
+                logger.warning("start-up peers not registered reason=%s %s", exc.reason, exc)
+        await self.sync_all()
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sync_interval)
+            await self.sync_all()
+
+    # -- registration ----------------------------------------------------------------------
+    async def register(self, raw: object) -> Registration:
+        """Handshake and add the given peer URLs; register back and spread in the background."""
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise ServiceError(400, "bad-peer-url", "nodes is empty")
+        if len(items) > MAX_REGISTER_BATCH:
+            raise ServiceError(
+                400, "too-many-peers", f"at most {MAX_REGISTER_BATCH} nodes in one registration"
+            )
+        urls = list(dict.fromkeys(normalize_peer_url(item) for item in items))
+        outcome = Registration()
+        candidates = []
+        for url in urls:
+            if url == self.self_url:
+                outcome.rejected.append({"url": url, "reason": "self", "error": "this node"})
+            elif url in self.book:
+                outcome.known.append(url)
+            else:
+                candidates.append(url)
+        results = await asyncio.gather(*(self._handshake(url) for url in candidates))
+        for url, error in zip(candidates, results, strict=True):
+            if error is not None:
+                outcome.rejected.append({"url": url, **error})
+            elif len(self.book) >= self.settings.max_peers:
+                outcome.rejected.append(
+                    {"url": url, "reason": "peer-limit", "error": "this node has enough peers"}
+                )
+            elif self.book.add(url):
+                outcome.added.append(url)
+                logger.info("peer added url=%s", url)
+        if outcome.added:
+            self.spawn(self._spread(outcome.added), "register back")
+        if not outcome.added and not outcome.known and outcome.rejected:
+            first = outcome.rejected[0]
+            raise ServiceError(400, first["reason"], f"{first['url']}: {first['error']}")
+        return outcome
+
+    async def _handshake(self, url: str) -> dict[str, str] | None:
+        assert self.client is not None
+        try:
+            status = await self.client.status(url)
+        except PeerError as exc:
+            reason = "peer-handshake-failed" if exc.invalid else "peer-unreachable"
+            if "allows peers in" in exc.message:
+                reason = "peer-not-allowed"
+            return {"reason": reason, "error": exc.message}
+        if status.tip and status.url == self.self_url:  # pragma: no cover - caught by URL above
+            return {"reason": "self", "error": "this node"}
+        return None
+
+    async def _spread(self, added: list[str]) -> None:
+        """Register back with each new peer, and tell the other peers about them."""
+        assert self.client is not None
+        client = self.client
+        others = [u for u in self.book.urls() if u not in added]
+
+        async def post(url: str, nodes: object) -> None:
+            try:
+                await client.post(url, "/nodes/register", {"nodes": nodes}, expect=(200, 201))
+            except PeerError as exc:
+                logger.info("registration not passed on url=%s error=%s", url, exc.message)
+
+        jobs = [post(url, self.self_url) for url in added]
+        jobs += [post(url, added) for url in others]
+        await asyncio.gather(*jobs)
+        await asyncio.gather(*(self._sync_quietly(url) for url in added))
+
+    # -- gossip out ------------------------------------------------------------------------
+    async def transaction_accepted(self, result: TxResult) -> None:
+        """Announce a new transaction on the bus and relay it to every HTTP peer."""
+        await self.announcer.transaction(result)
+        body = result.tx.to_dict() | {"type": "sharing"}
+        for url in self.book.urls():
+            self.spawn(self._relay(url, "/transactions/new", body), "relay tx")
+
+    async def block_accepted(self, result: BlockResult) -> None:
+        """Announce a block on the bus; if it moved our tip, announce it to every peer."""
+        await self.announcer.block(result)
+        if result.tip_change is None:
+            return
+        block = result.block
+        announcement = {
+            "miner_node": self.self_url,
+            "new_nonce": block.header.nonce,
+            "hash": block.hash,
+            "height": block.index,
+        }
+        for url in self.book.urls():
+            self.spawn(self._announce(url, announcement), "announce block")
+
+    async def _relay(self, url: str, path: str, body: dict[str, Any]) -> None:
+        assert self.client is not None
+        try:
+            await self.client.post(url, path, body, expect=(201, 400, 409, 503))
+        except PeerError as exc:
+            logger.info("relay failed url=%s error=%s", url, exc.message)
+
+    async def _announce(self, url: str, announcement: dict[str, Any]) -> None:
+        assert self.client is not None
+        try:
+            await self.client._request("GET", url, "/nodes/resolve", json_body=announcement)
+        except PeerError as exc:
+            logger.info("announcement failed url=%s error=%s", url, exc.message)
+
+    async def _results_accepted(self, results: list[BlockResult]) -> None:
+        for result in results:
+            await self.block_accepted(result)
+
+    # -- gossip in (the bus) ---------------------------------------------------------------
+    async def _listen(self, bus: Bus) -> None:
+        async with bus.subscribe(Kind.TX, Kind.BLOCK) as subscription:
+            async for envelope in subscription:
+                try:
+                    await self.on_bus(envelope)
+                except Exception:
+                    logger.exception("bus message failed type=%s", envelope.type)
+
+    async def on_bus(self, envelope: Envelope) -> None:
+        """Handle a transaction or block another ledger announced on the shared Redis."""
+        data = envelope.data
+        if envelope.type == Kind.TX:
+            try:
+                result = self.ledger.submit_transaction(
+                    Transaction.from_dict(data.get("tx")), int(self.clock())
+                )
+            except (ValidationError, ServiceError) as exc:
+                logger.debug("bus tx refused origin=%s reason=%s", envelope.origin, exc)
+                return
+            if result.is_new:
+                await self.transaction_accepted(result)
+            return
+        block_hash, url = data.get("hash"), data.get("url")
+        if not isinstance(block_hash, str) or not isinstance(url, str):
+            return
+        if self.ledger.store.block_meta(block_hash) is not None:
+            return
+        try:
+            url = normalize_peer_url(url)
+            assert self.client is not None
+            block = await self.client.block(url, block_hash)
+        except (ServiceError, PeerError) as exc:
+            logger.info("bus block not fetched url=%s error=%s", url, exc)
+            return
+        await self.accept_or_sync(block, url)
+
+    async def accept_or_sync(self, block: Block, url: str) -> None:
+        """Submit a gossiped block; if its parent is unknown, sync from the node that sent it."""
+        try:
+            result = self.ledger.submit_block(block, int(self.clock()))
+        except ValidationError as exc:
+            if exc.reason is Reason.UNKNOWN_PARENT:
+                await self._sync_quietly(url)
+            elif exc.reason is not Reason.DUPLICATE_BLOCK:
+                self.ledger.log_rejection(
+                    int(self.clock()), "block", block.hash, str(exc.reason), exc.message, url
+                )
+            return
+        await self.block_accepted(result)
+
+    # -- catch-up and consensus ------------------------------------------------------------
+    async def sync_from(self, url: str) -> SyncResult:
+        """Sync from one node (a peer or an announcer); announce what changed."""
+        assert self.syncer is not None
+        try:
+            result = await self.syncer.sync_from(url)
+        except PeerError as exc:
+            if url in self.book:
+                dropped = self.book.failed(url, exc.message, invalid=exc.invalid)
+                if dropped:
+                    logger.warning("peer dropped url=%s error=%s", url, exc.message)
+            raise
+        if url in self.book:
+            self.book.ok(url, result.peer_height)
+        await self._results_accepted(result.added)
+        return result
+
+    async def _sync_quietly(self, url: str) -> SyncResult | None:
+        try:
+            return await self.sync_from(url)
+        except PeerError as exc:
+            logger.info("sync failed url=%s error=%s", url, exc.message)
+            return None
+
+    async def sync_all(self) -> list[SyncResult]:
+        """Health-check every peer, then sync from those claiming more work (most first)."""
+        assert self.client is not None
+        client = self.client
+        urls = self.book.urls()
+
+        async def check(url: str) -> PeerStatus | None:
+            try:
+                status = await client.status(url)
+            except PeerError as exc:
+                if self.book.failed(url, exc.message, invalid=exc.invalid):
+                    logger.warning("peer dropped url=%s error=%s", url, exc.message)
+                return None
+            self.book.ok(url, status.height, status.tip)
+            return status
+
+        statuses = [s for s in await asyncio.gather(*(check(u) for u in urls)) if s is not None]
+        results = []
+        for status in sorted(statuses, key=lambda s: s.chain_work, reverse=True):
+            if status.chain_work <= self.ledger.chain_work():
+                break
+            synced = await self._sync_quietly(status.url)
+            if synced is not None:
+                results.append(synced)
+        return results
+
+    async def resync(self) -> None:
+        """After a bus reconnect: catch up with every peer."""
+        await self.sync_all()

@@ -1,0 +1,188 @@
+"""Peers: who this ledger talks to, which URLs it will talk to at all, and how they are kept.
+
+A peer URL must be http or https, without credentials, query or fragment, at most
+`MAX_URL_LENGTH` characters, and every address its host resolves to must fall in the ranges the
+operator allows (`PYBTC_PEER_NETWORKS`: any of `loopback`, `private`, `public`, `link-local`).
+A local devnet needs loopback, a compose network its private range; a public node should allow
+`public` only — link-local (which holds cloud metadata services) is never allowed unless named.
+The check runs again before every connection (`PeerPolicy.check_connect`), so a name that later
+resolves elsewhere is caught too.
+
+Peers are kept in the ledger's SQLite file with their health: a failed contact counts one
+failure, invalid data counts `INVALID_DATA_PENALTY`, a good contact resets the count, and a
+peer reaching `max_failures` is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from services.common.web import ServiceError
+from services.node.store import Store
+
+MAX_URL_LENGTH = 200
+INVALID_DATA_PENALTY = 1_000  # invalid data drops a peer at once
+NETWORK_NAMES = ("loopback", "private", "public", "link-local")
+
+PEERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS peers (
+    url TEXT PRIMARY KEY, added_at INTEGER NOT NULL, last_ok INTEGER, failures INTEGER NOT NULL,
+    last_error TEXT, height INTEGER, tip TEXT
+);
+"""
+
+
+def normalize_peer_url(raw: object) -> str:
+    """`host:port` or `http(s)://host:port[/]` as `scheme://host:port`; ServiceError otherwise."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ServiceError(400, "bad-peer-url", "a peer is a URL string like http://host:5000")
+    text = raw.strip()
+    if len(text) > MAX_URL_LENGTH:
+        raise ServiceError(400, "bad-peer-url", f"a peer URL has at most {MAX_URL_LENGTH} chars")
+    if "://" not in text:
+        text = "http://" + text  # the tutorial's first document registers "host:port"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ServiceError(400, "bad-peer-url", f"not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ServiceError(400, "bad-peer-url", "a peer URL is http or https")
+    if parts.username is not None or parts.password is not None:
+        raise ServiceError(400, "bad-peer-url", "a peer URL must not carry credentials")
+    if parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise ServiceError(400, "bad-peer-url", "a peer URL is scheme://host:port, nothing more")
+    host = parts.hostname
+    if not host:
+        raise ServiceError(400, "bad-peer-url", "a peer URL needs a host")
+    port = port or (443 if parts.scheme == "https" else 80)
+    shown = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, f"{shown}:{port}", "", "", ""))
+
+
+def address_class(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """Which of the NETWORK_NAMES an address belongs to ('reserved' for the rest)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+        return "reserved"
+    if ip.is_private:
+        return "private"
+    if ip.is_global:
+        return "public"
+    return "reserved"
+
+
+@dataclass(frozen=True)
+class PeerPolicy:
+    """Which peer URLs this node accepts, and how many."""
+
+    networks: frozenset[str]
+    max_peers: int = 64
+    self_url: str = ""
+
+    @classmethod
+    def from_setting(cls, text: str, max_peers: int, self_url: str) -> PeerPolicy:
+        names = frozenset(n.strip() for n in text.split(",") if n.strip())
+        unknown = names - set(NETWORK_NAMES)
+        if unknown:
+            raise ValueError(f"unknown peer network(s) {sorted(unknown)}; use {NETWORK_NAMES}")
+        return cls(names, max_peers, self_url)
+
+    async def check_connect(self, url: str) -> None:
+        """Raise ServiceError 400 `peer-not-allowed` unless every address of the host is allowed."""
+        host = urlsplit(url).hostname or ""
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout=5
+                )
+            except (OSError, TimeoutError):
+                raise ServiceError(400, "peer-unreachable", f"cannot resolve {host}") from None
+            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        for ip in addresses:
+            kind = address_class(ip)
+            if kind not in self.networks:
+                raise ServiceError(
+                    400,
+                    "peer-not-allowed",
+                    f"{host} is a {kind} address ({ip}); this node allows peers in "
+                    f"{', '.join(sorted(self.networks)) or 'no network'} (PYBTC_PEER_NETWORKS)",
+                )
+
+
+class PeerBook:
+    """The peers table."""
+
+    def __init__(self, store: Store, max_failures: int = 5) -> None:
+        self.store = store
+        self.max_failures = max_failures
+        store.db.executescript(PEERS_SCHEMA)
+
+    def urls(self) -> list[str]:
+        return [r[0] for r in self.store.db.execute("SELECT url FROM peers ORDER BY added_at, url")]
+
+    def __contains__(self, url: object) -> bool:
+        row = self.store.db.execute("SELECT 1 FROM peers WHERE url = ?", (url,)).fetchone()
+        return row is not None
+
+    def __len__(self) -> int:
+        return int(self.store.db.execute("SELECT COUNT(*) FROM peers").fetchone()[0])
+
+    def add(self, url: str) -> bool:
+        """Add a peer; False if it was known already."""
+        with self.store.transaction():
+            cursor = self.store.db.execute(
+                "INSERT OR IGNORE INTO peers(url, added_at, failures) VALUES (?, ?, 0)",
+                (url, int(time.time())),
+            )
+        return cursor.rowcount == 1
+
+    def remove(self, url: str) -> None:
+        with self.store.transaction():
+            self.store.db.execute("DELETE FROM peers WHERE url = ?", (url,))
+
+    def ok(self, url: str, height: int | None = None, tip: str | None = None) -> None:
+        with self.store.transaction():
+            self.store.db.execute(
+                "UPDATE peers SET failures = 0, last_ok = ?, last_error = NULL, "
+                "height = COALESCE(?, height), tip = COALESCE(?, tip) WHERE url = ?",
+                (int(time.time()), height, tip, url),
+            )
+
+    def failed(self, url: str, error: str, *, invalid: bool = False) -> bool:
+        """Count a failure; drop the peer when it reaches the limit. True if it was dropped."""
+        penalty = INVALID_DATA_PENALTY if invalid else 1
+        with self.store.transaction():
+            self.store.db.execute(
+                "UPDATE peers SET failures = failures + ?, last_error = ? WHERE url = ?",
+                (penalty, error[:300].encode("utf-8", "backslashreplace").decode(), url),
+            )
+            row = self.store.db.execute(
+                "SELECT failures FROM peers WHERE url = ?", (url,)
+            ).fetchone()
+            if row is not None and row[0] >= self.max_failures:
+                self.store.db.execute("DELETE FROM peers WHERE url = ?", (url,))
+                return True
+        return False
+
+    def describe(self) -> list[dict[str, Any]]:
+        rows = self.store.db.execute(
+            "SELECT url, added_at, last_ok, failures, last_error, height, tip FROM peers "
+            "ORDER BY added_at, url"
+        )
+        keys = ("url", "added_at", "last_ok", "failures", "last_error", "height", "tip")
+        return [dict(zip(keys, row, strict=True)) for row in rows]

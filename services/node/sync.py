@@ -1,0 +1,152 @@
+"""Headers-first sync: learn a peer's chain by headers, then fetch only the blocks we lack.
+
+1. Ask the peer's `/status`; if it claims no more work than our tip, stop.
+2. Find the fork point: walk the peer's headers back from the lower of the two heights, a page
+   at a time, until one of its blocks is one we know.
+3. Fetch its headers from the fork point to its tip; check links and proof of work, and add up
+   the work they really carry (a peer that claims more than its headers show is lying: invalid).
+4. If that branch has more work than our tip, fetch the blocks we do not have, a page at a time,
+   and hand each to the ledger, which validates it fully and reorganises when the branch wins.
+
+Any invalid data from a peer stops the sync with it and is reported as `PeerError(invalid=True)`;
+our chain stays whatever the valid blocks made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pybtc import Block, BlockHeader, Reason, ValidationError
+from pybtc.pow import block_work
+from pybtc.validation import validate_header
+from services.node.ledger import BlockResult, Ledger
+from services.node.peer_client import BLOCKS_PAGE, HEADERS_PAGE, PeerClient, PeerError
+
+logger = logging.getLogger(__name__)
+
+MAX_SYNC_HEADERS = 200_000
+
+
+@dataclass
+class SyncResult:
+    """What one sync with one peer did."""
+
+    url: str
+    peer_height: int = 0
+    added: list[BlockResult] = field(default_factory=list)
+
+    @property
+    def tip_changed(self) -> bool:
+        return any(r.tip_change is not None for r in self.added)
+
+    @property
+    def reorged(self) -> bool:
+        return any(r.tip_change is not None and r.tip_change.is_reorg for r in self.added)
+
+
+class Syncer:
+    """Brings this ledger up to the most-work valid chain of its peers."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: PeerClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.clock = clock
+        self.lock = asyncio.Lock()
+
+    async def sync_from(self, url: str) -> SyncResult:
+        """Sync with one peer (serialised with every other sync of this node)."""
+        async with self.lock:
+            return await self._sync(url)
+
+    async def _sync(self, url: str) -> SyncResult:
+        ledger = self.ledger
+        status = await self.client.status(url)
+        result = SyncResult(url, status.height)
+        if status.chain_work <= ledger.chain_work() or status.tip == ledger.tip_hash:
+            return result
+        fork = await self._fork_point(url, min(status.height, ledger.height))
+        fork_meta = ledger.store.block_meta(fork.hash)
+        assert fork_meta is not None
+        headers = await self._headers_after(url, fork, status.height)
+        work = fork_meta[1] + sum(block_work(h.bits) for h in headers)
+        if work < status.chain_work:
+            raise PeerError(url, "claims more work than its headers carry", invalid=True)
+        if work <= ledger.chain_work():
+            return result
+        missing = [h for h in headers if ledger.store.block_meta(h.hash) is None]
+        logger.info(
+            "sync peer=%s fork_height=%d headers=%d missing=%d",
+            url,
+            fork.index,
+            len(headers),
+            len(missing),
+        )
+        position = 0
+        while position < len(missing):
+            start = missing[position].index
+            page = await self.client.blocks(url, start, BLOCKS_PAGE)
+            if not page:
+                raise PeerError(url, f"has no block at height {start}", invalid=True)
+            for block in page:
+                if position >= len(missing) or block.index != missing[position].index:
+                    continue
+                if block.hash != missing[position].hash:
+                    raise PeerError(url, "its blocks differ from its headers", invalid=True)
+                result.added.append(self._submit(url, block))
+                position += 1
+        return result
+
+    def _submit(self, url: str, block: Block) -> BlockResult:
+        try:
+            return self.ledger.submit_block(block, int(self.clock()))
+        except ValidationError as exc:
+            if exc.reason is Reason.DUPLICATE_BLOCK:
+                return BlockResult(block, None)
+            self.ledger.log_rejection(
+                int(self.clock()), "block", block.hash, str(exc.reason), exc.message, url
+            )
+            raise PeerError(url, f"sent an invalid block: {exc}", invalid=True) from None
+
+    async def _fork_point(self, url: str, height: int) -> BlockHeader:
+        """The highest block of the peer's main chain that we know."""
+        store = self.ledger.store
+        top = height
+        while top >= 1:
+            start = max(1, top - HEADERS_PAGE + 1)
+            for header in reversed(await self.client.headers(url, start, top - start + 1)):
+                if store.block_meta(header.hash) is not None:
+                    return header
+            top = start - 1
+        raise PeerError(url, "shares no block with us, not even genesis", invalid=True)
+
+    async def _headers_after(
+        self, url: str, fork: BlockHeader, peer_height: int
+    ) -> list[BlockHeader]:
+        """The peer's headers above `fork`, linked and with valid proof of work."""
+        headers: list[BlockHeader] = []
+        previous = fork
+        while previous.index < peer_height:
+            if len(headers) >= MAX_SYNC_HEADERS:
+                raise PeerError(url, f"offers more than {MAX_SYNC_HEADERS} headers", invalid=True)
+            page = await self.client.headers(url, previous.index + 1, HEADERS_PAGE)
+            if not page:
+                break
+            for header in page:
+                if header.previous_hash != previous.hash:
+                    raise PeerError(url, f"broken link at height {header.index}", invalid=True)
+                try:
+                    validate_header(header, self.ledger.params)
+                except ValidationError as exc:
+                    raise PeerError(url, f"header {header.index}: {exc}", invalid=True) from None
+                headers.append(header)
+                previous = header
+        return headers
