@@ -180,8 +180,8 @@ class Network:
             if "allows peers in" in exc.message:
                 reason = "peer-not-allowed"
             return {"reason": reason, "error": exc.message}
-        if status.tip and status.url == self.self_url:  # pragma: no cover - caught by URL above
-            return {"reason": "self", "error": "this node"}
+        if status.node_id == self.settings.origin:  # our own URL under another name
+            return {"reason": "self", "error": "this node, under another name"}
         return None
 
     async def _spread(self, added: list[str]) -> None:

@@ -43,6 +43,7 @@ class PeerStatus:
     height: int
     tip: str
     chain_work: int
+    node_id: str = ""
 
 
 class PeerClient:
@@ -120,6 +121,7 @@ class PeerClient:
                 _int(body["height"]),
                 str(body["tip"]),
                 int(str(body["chain_work"]), 16),
+                str(body.get("node_id", "")),
             )
         except (KeyError, TypeError, ValueError):
             raise PeerError(url, "is not a pyBTC ledger (no valid /status)", invalid=True) from None

@@ -49,3 +49,17 @@ async def test_register_then_blocks_reach_the_peer(tmp_path: Path) -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_node_never_registers_itself(tmp_path: Path) -> None:
+    a = await LedgerNode(tmp_path / "a").start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for alias in (a.url, f"localhost:{a.port}", f"http://127.0.0.1:{a.port}/"):
+                async with http.post(f"{a.url}/nodes/register", json={"nodes": alias}) as resp:
+                    body = await resp.json()
+                    assert resp.status == 400, body
+                    assert body["reason"] == "self"
+            assert (await _json(http, f"{a.url}/nodes"))["peers"] == []
+    finally:
+        await a.stop()
