@@ -91,7 +91,9 @@ class Network:
         self.client = PeerClient(
             self.session, self.policy, self.ledger.params, timeout=self.settings.peer_timeout
         )
-        self.syncer = Syncer(self.ledger, self.client, self.clock)
+        self.syncer = Syncer(
+            self.ledger, self.client, self.clock, deadline=3 * self.settings.peer_timeout
+        )
         if bus is not None:
             self.spawn(self._listen(bus), "bus gossip")
         initial = [u.strip() for u in self.settings.peers.split(",") if u.strip()]
@@ -176,7 +178,8 @@ class Network:
         try:
             status = await self.client.status(url)
         except PeerError as exc:
-            reason = "peer-handshake-failed" if exc.invalid else "peer-unreachable"
+            answered = exc.invalid or exc.http_status is not None
+            reason = "peer-handshake-failed" if answered else "peer-unreachable"
             if "allows peers in" in exc.message:
                 reason = "peer-not-allowed"
             return {"reason": reason, "error": exc.message}
@@ -209,20 +212,34 @@ class Network:
         for url in self.book.urls():
             self.spawn(self._relay(url, "/transactions/new", body), "relay tx")
 
-    async def block_accepted(self, result: BlockResult) -> None:
-        """Announce a block on the bus; if it moved our tip, announce it to every peer."""
+    async def block_accepted(
+        self, result: BlockResult, *, source: str | None = None, announce: bool = True
+    ) -> None:
+        """Announce a block on the bus; if it moved our tip, pass on what a reorg re-queued and
+        (unless `announce` is False) announce the new tip to every peer but `source`."""
         await self.announcer.block(result)
-        if result.tip_change is None:
+        change = result.tip_change
+        if change is None:
             return
-        block = result.block
+        for txid in change.requeued:  # back in our mempool: the other nodes need it again
+            pending = self.ledger.store.mempool_get(txid)
+            if pending is not None:
+                await self.transaction_accepted(TxResult(pending.tx, True))
+        if announce:
+            self._announce_tip(exclude=source)
+
+    def _announce_tip(self, exclude: str | None = None) -> None:
+        """The tutorial's new-block call, GET /nodes/resolve {"miner_node": us}, to each peer."""
+        tip = self.ledger.tip_header()
         announcement = {
             "miner_node": self.self_url,
-            "new_nonce": block.header.nonce,
-            "hash": block.hash,
-            "height": block.index,
+            "new_nonce": tip.nonce,
+            "hash": tip.hash,
+            "height": tip.index,
         }
         for url in self.book.urls():
-            self.spawn(self._announce(url, announcement), "announce block")
+            if url != exclude:
+                self.spawn(self._announce(url, announcement), "announce block")
 
     async def _relay(self, url: str, path: str, body: dict[str, Any]) -> None:
         assert self.client is not None
@@ -238,9 +255,12 @@ class Network:
         except PeerError as exc:
             logger.info("announcement failed url=%s error=%s", url, exc.message)
 
-    async def _results_accepted(self, results: list[BlockResult]) -> None:
+    async def _results_accepted(self, results: list[BlockResult], source: str) -> None:
+        """Blocks a sync added: each on the bus, one tip announcement to the other peers."""
         for result in results:
-            await self.block_accepted(result)
+            await self.block_accepted(result, announce=False)
+        if any(r.tip_change is not None for r in results):
+            self._announce_tip(exclude=source)
 
     # -- gossip in (the bus) ---------------------------------------------------------------
     async def _listen(self, bus: Bus) -> None:
@@ -291,7 +311,7 @@ class Network:
                     int(self.clock()), "block", block.hash, str(exc.reason), exc.message, url
                 )
             return
-        await self.block_accepted(result)
+        await self.block_accepted(result, source=url)
 
     # -- catch-up and consensus ------------------------------------------------------------
     async def sync_from(self, url: str) -> SyncResult:
@@ -306,8 +326,11 @@ class Network:
                     logger.warning("peer dropped url=%s error=%s", url, exc.message)
             raise
         if url in self.book:
-            self.book.ok(url, result.peer_height)
-        await self._results_accepted(result.added)
+            self.book.ok(url, result.peer_height, result.peer_tip or None)
+        await self._results_accepted(result.added, url)
+        if result.partial:
+            logger.info("sync continues url=%s height=%d", url, self.ledger.height)
+            self.spawn(self._sync_quietly(url), "continue sync")
         return result
 
     async def _sync_quietly(self, url: str) -> SyncResult | None:

@@ -26,11 +26,15 @@ BLOCKS_PAGE = 20
 class PeerError(Exception):
     """A peer could not be used for this request."""
 
-    def __init__(self, url: str, message: str, *, invalid: bool = False) -> None:
+    def __init__(
+        self, url: str, message: str, *, invalid: bool = False, http_status: int | None = None
+    ) -> None:
         super().__init__(f"{url}: {message}")
         self.url = url
         self.message = message
         self.invalid = invalid
+        self.http_status = http_status
+        """Set when the peer did answer HTTP, only not as asked."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,17 @@ class PeerClient:
                 ) as resp,
             ):
                 if 300 <= resp.status < 400:
-                    raise PeerError(url, f"answered a redirect ({resp.status}); not followed")
+                    raise PeerError(
+                        url,
+                        f"answered a redirect ({resp.status}); not followed",
+                        http_status=resp.status,
+                    )
                 if resp.status not in expect:
-                    raise PeerError(url, f"answered HTTP {resp.status} to {method} {path}")
+                    raise PeerError(
+                        url,
+                        f"answered HTTP {resp.status} to {method} {path}",
+                        http_status=resp.status,
+                    )
                 raw = bytearray()
                 async for chunk in resp.content.iter_chunked(65536):
                     raw.extend(chunk)
@@ -102,7 +114,7 @@ class PeerClient:
         try:
             return status, parse_json(bytes(raw))
         except ServiceError:
-            raise PeerError(url, "answer is not JSON", invalid=True) from None
+            raise PeerError(url, "answer is not JSON", invalid=True, http_status=status) from None
 
     async def get(self, url: str, path: str, **params: str) -> Any:
         return (await self._request("GET", url, path, params=params or None))[1]

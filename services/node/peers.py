@@ -61,7 +61,10 @@ def normalize_peer_url(raw: object) -> str:
     host = parts.hostname
     if not host:
         raise ServiceError(400, "bad-peer-url", "a peer URL needs a host")
-    port = port or (443 if parts.scheme == "https" else 80)
+    if port == 0:
+        raise ServiceError(400, "bad-peer-url", "port 0 is not a port a peer listens on")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
     shown = f"[{host}]" if ":" in host else host
     return urlunsplit((parts.scheme, f"{shown}:{port}", "", "", ""))
 

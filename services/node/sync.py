@@ -37,7 +37,10 @@ class SyncResult:
 
     url: str
     peer_height: int = 0
+    peer_tip: str = ""
     added: list[BlockResult] = field(default_factory=list)
+    partial: bool = False
+    """The deadline came first; the blocks added so far stay, and another round follows."""
 
     @property
     def tip_changed(self) -> bool:
@@ -56,23 +59,38 @@ class Syncer:
         ledger: Ledger,
         client: PeerClient,
         clock: Callable[[], float] = time.time,
+        *,
+        deadline: float = 15.0,
     ) -> None:
         self.ledger = ledger
         self.client = client
         self.clock = clock
+        self.deadline = deadline
         self.lock = asyncio.Lock()
 
     async def sync_from(self, url: str) -> SyncResult:
-        """Sync with one peer (serialised with every other sync of this node)."""
-        async with self.lock:
-            return await self._sync(url)
+        """Sync with one peer within `deadline` seconds (one sync at a time on this node).
 
-    async def _sync(self, url: str) -> SyncResult:
+        Blocks connected before the deadline stay; the next sync goes on from there, so a long
+        catch-up takes several rounds while no peer can hold this node's syncing for longer.
+        """
+        result = SyncResult(url)
+        async with self.lock:
+            try:
+                async with asyncio.timeout(self.deadline):
+                    await self._sync(url, result)
+            except TimeoutError:
+                if not result.added:  # no progress at all: this peer is too slow
+                    raise PeerError(url, f"sync took longer than {self.deadline:.0f}s") from None
+                result.partial = True
+        return result
+
+    async def _sync(self, url: str, result: SyncResult) -> None:
         ledger = self.ledger
         status = await self.client.status(url)
-        result = SyncResult(url, status.height)
+        result.peer_height, result.peer_tip = status.height, status.tip
         if status.chain_work <= ledger.chain_work() or status.tip == ledger.tip_hash:
-            return result
+            return
         fork = await self._fork_point(url, min(status.height, ledger.height))
         fork_meta = ledger.store.block_meta(fork.hash)
         assert fork_meta is not None
@@ -81,7 +99,7 @@ class Syncer:
         if work < status.chain_work:
             raise PeerError(url, "claims more work than its headers carry", invalid=True)
         if work <= ledger.chain_work():
-            return result
+            return
         missing = [h for h in headers if ledger.store.block_meta(h.hash) is None]
         logger.info(
             "sync peer=%s fork_height=%d headers=%d missing=%d",
@@ -103,7 +121,6 @@ class Syncer:
                     raise PeerError(url, "its blocks differ from its headers", invalid=True)
                 result.added.append(self._submit(url, block))
                 position += 1
-        return result
 
     def _submit(self, url: str, block: Block) -> BlockResult:
         try:
@@ -137,9 +154,12 @@ class Syncer:
         while previous.index < peer_height:
             if len(headers) >= MAX_SYNC_HEADERS:
                 raise PeerError(url, f"offers more than {MAX_SYNC_HEADERS} headers", invalid=True)
+            wanted = min(HEADERS_PAGE, peer_height - previous.index)
             page = await self.client.headers(url, previous.index + 1, HEADERS_PAGE)
-            if not page:
-                break
+            if len(page) < wanted:
+                raise PeerError(
+                    url, f"claims height {peer_height} but sent a short page", invalid=True
+                )
             for header in page:
                 if header.previous_hash != previous.hash:
                     raise PeerError(url, f"broken link at height {header.index}", invalid=True)

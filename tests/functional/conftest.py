@@ -186,10 +186,18 @@ def child_env(**extra: str) -> dict[str, str]:
 class LedgerProcess:
     """`python -m services.node` on regtest, with its own data dir and port."""
 
-    def __init__(self, children: ChildProcesses, data_dir: Path, *, redis_url: str = "") -> None:
+    def __init__(
+        self,
+        children: ChildProcesses,
+        data_dir: Path,
+        *,
+        redis_url: str = "",
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.children = children
         self.data_dir = data_dir
         self.redis_url = redis_url
+        self.extra_env = dict(extra_env or {})  # more PYBTC_* settings: peers, node id...
         self.port = free_port()
         self.log_path = data_dir / "ledger.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -218,6 +226,7 @@ class LedgerProcess:
             PYBTC_LEDGER_PORT=str(self.port),
             PYBTC_REDIS_URL=self.redis_url,
         )
+        env |= self.extra_env
         self.proc = self.children.spawn(
             [sys.executable, "-m", "services.node"], env=env, log_path=self.log_path
         )

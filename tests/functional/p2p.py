@@ -1,0 +1,169 @@
+"""Helpers for multi-node tests, after Bitcoin Core's functional test framework.
+
+- `start_ledgers` starts named ledger processes (`node0`, `node1`, ...) with the same settings.
+- `connect_nodes` is the tutorial's `POST /nodes/register`; `peer_urls` reads `GET /nodes`.
+- `sync_blocks` / `sync_mempools` wait until every node reports the same tip (`GET /status`) or
+  the same pending txids (`GET /mempool`); on timeout they fail listing every node's height,
+  tip, mempool and peers, with the end of each node's log.
+- `build_chain` mines a regtest chain in-process (pybtc) and `submit_blocks` hands its blocks
+  to a ledger the way a miner does: hundreds of blocks for the cost of one request each.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pybtc import REGTEST, Block, MemoryChain
+from tests.functional.conftest import ChildProcesses, LedgerProcess, get_json, http
+
+logger = logging.getLogger(__name__)
+
+POLL = 0.05
+LOG_LINES_ON_FAILURE = 12
+
+
+def start_ledgers(
+    children: ChildProcesses,
+    tmp_path: Path,
+    count: int,
+    *,
+    redis_url: str = "",
+    env: Mapping[str, str] | None = None,
+    first: int = 0,
+) -> list[LedgerProcess]:
+    """Start `count` regtest ledgers named node<first>, node<first+1>, ... and wait for each."""
+    nodes = []
+    for i in range(first, first + count):
+        node = LedgerProcess(children, tmp_path / f"node{i}", redis_url=redis_url, extra_env=env)
+        node.start()
+        logger.info("%s up url=%s", name(node), node.url)
+        nodes.append(node)
+    return nodes
+
+
+def name(node: LedgerProcess) -> str:
+    return node.data_dir.name
+
+
+def status(node: LedgerProcess) -> dict[str, Any]:
+    """The node's `GET /status`."""
+    body: dict[str, Any] = get_json(f"{node.url}/status")
+    return body
+
+
+def mempool_txids(node: LedgerProcess) -> list[str]:
+    """The node's pending txids in mining order (every one, however many pages)."""
+    txids: list[str] = []
+    while True:
+        page = get_json(f"{node.url}/mempool?offset={len(txids)}&limit=500")["transactions"]
+        txids += [tx["txid"] for tx in page]
+        if len(page) < 500:
+            return txids
+
+
+def peer_urls(node: LedgerProcess) -> set[str]:
+    """The URLs in the node's `GET /nodes`."""
+    return {peer["url"] for peer in get_json(f"{node.url}/nodes")["peers"]}
+
+
+def describe(nodes: Sequence[LedgerProcess], *, logs: bool = False) -> str:
+    """One line per node: height, tip, work, mempool and peers (and its log's end if asked)."""
+    lines = []
+    for node in nodes:
+        try:
+            s = status(node)
+            pool = sorted(txid[:8] for txid in mempool_txids(node))
+            line = (
+                f"{name(node)} {node.url} height={s['height']} tip={s['tip'][:16]} "
+                f"work={int(s['chain_work'], 16)} mempool={pool} peers={sorted(peer_urls(node))}"
+            )
+        except Exception as exc:  # a node that cannot answer is part of the picture
+            line = f"{name(node)} {node.url} unreachable: {type(exc).__name__}: {exc}"
+        lines.append(line)
+        if logs:
+            tail = node.log().splitlines()[-LOG_LINES_ON_FAILURE:]
+            lines += [f"    | {text}" for text in tail]
+    return "\n".join(lines)
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    nodes: Sequence[LedgerProcess],
+    what: str,
+    timeout: float,
+) -> float:
+    """Poll `predicate` until true and return the seconds it took; fail with every node's state."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{what}: not within {timeout:.0f}s\n{describe(nodes, logs=True)}")
+        time.sleep(POLL)
+    return time.monotonic() - start
+
+
+def sync_blocks(nodes: Sequence[LedgerProcess], timeout: float = 15.0) -> dict[str, Any]:
+    """Wait until every node reports the same tip; return that tip's `/status` (of nodes[0])."""
+
+    def same_tip() -> bool:
+        return len({status(node)["tip"] for node in nodes}) == 1
+
+    took = wait_until(same_tip, nodes, "sync_blocks", timeout)
+    best = status(nodes[0])
+    logger.info("blocks in sync after %.2fs height=%d tip=%s", took, best["height"], best["tip"])
+    return best
+
+
+def sync_mempools(nodes: Sequence[LedgerProcess], timeout: float = 15.0) -> set[str]:
+    """Wait until every node's mempool holds the same txids; return them."""
+
+    def same_pool() -> bool:
+        return len({frozenset(mempool_txids(node)) for node in nodes}) == 1
+
+    took = wait_until(same_pool, nodes, "sync_mempools", timeout)
+    pool = set(mempool_txids(nodes[0]))
+    logger.info("mempools in sync after %.2fs size=%d", took, len(pool))
+    return pool
+
+
+def connect_nodes(a: LedgerProcess, b: LedgerProcess) -> dict[str, Any]:
+    """`POST a/nodes/register {"nodes": b}`: a handshakes b, adds it, and b registers back."""
+    reply = http("POST", f"{a.url}/nodes/register", json_body={"nodes": b.url})
+    assert reply.status == 201, f"register {name(b)} at {name(a)}: {reply.status} {reply.text}"
+    body: dict[str, Any] = reply.json()
+    logger.info("%s registered %s added=%s", name(a), name(b), body["added"])
+    return body
+
+
+def build_chain(count: int, miner_address: str) -> list[Block]:
+    """`count` empty regtest blocks on genesis, mined and checked in-process (genesis left out)."""
+    chain = MemoryChain(REGTEST)
+    now = int(time.time())
+    for _ in range(count):
+        chain.add_block(chain.next_block([], miner_address), now)
+    return chain.main_chain()[1:]
+
+
+def submit_blocks(node: LedgerProcess, blocks: Sequence[Block]) -> None:
+    """POST each block to `/mining/submit`; each must be accepted as the new tip."""
+    for block in blocks:
+        reply = http("POST", f"{node.url}/mining/submit", json_body=block.to_dict())
+        assert reply.status == 201, f"{name(node)} refused block {block.index}: {reply.text}"
+        assert reply.json()["is_tip"], reply.text
+
+
+def requests_served(node: LedgerProcess, route: str) -> int:
+    """How many requests to `route` the node answered (any status), from its `/metrics`."""
+    reply = http("GET", f"{node.url}/metrics")
+    assert reply.status == 200, reply.text
+    pattern = re.compile(
+        r'^pybtc_http_requests_total\{(?=[^}]*route="' + re.escape(route) + r'")[^}]*\} (\S+)$',
+        re.MULTILINE,
+    )
+    return int(sum(float(value) for value in pattern.findall(reply.text)))
