@@ -105,6 +105,7 @@ def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
             "PYBTC_DATA_DIR": str(settings.data_dir.resolve()),
             "PYBTC_HOST": settings.host,
             "PYBTC_LEDGER_PORT": str(settings.ledger_port),
+            "PYBTC_MINER_PORT": str(settings.miner_port),
             "PYBTC_REDIS_URL": redis_url,
             "PYBTC_LOG_LEVEL": settings.log_level,
             "PYTHONUNBUFFERED": "1",
@@ -115,7 +116,10 @@ def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
 
 def services_for(settings: Settings, env: dict[str, str]) -> list[Service]:
     """The services of one node, in start order (later issues add miner, explorer, wallet)."""
-    return [Service("ledger", "services.node", settings.ledger_port, env)]
+    return [
+        Service("ledger", "services.node", settings.ledger_port, env),
+        Service("miner", "services.miner", settings.miner_port, env),
+    ]
 
 
 def run_node(settings: Settings, *, fresh: bool = False, echo: Callable[[str], None]) -> int:
@@ -191,8 +195,12 @@ def _print_table(
     echo(f"pyBTC node up — network {settings.network}, data in {settings.data_dir.resolve()}")
     echo("")
     echo(f"  {'service':<10} {'url':<32} what")
+    what = {
+        "ledger": "/chain /status /openapi.yaml",
+        "miner": f"/status ({settings.mining_mode} mining)",
+    }
     for service in services:
-        echo(f"  {service.name:<10} {service.url:<32} /chain /status /openapi.yaml")
+        echo(f"  {service.name:<10} {service.url:<32} {what.get(service.name, '/status')}")
     where = "embedded redis-server" if embedded else "external (PYBTC_REDIS_URL)"
     echo(f"  {'bus':<10} {redis_url:<32} {where}")
     echo("")

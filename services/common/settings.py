@@ -61,6 +61,15 @@ class Settings:
     """Seconds one request to a peer may take in total."""
     peer_max_failures: int = 5
     """Failed contacts in a row after which a peer is dropped."""
+    miner_mode: str = ""
+    """auto (mine continuously) or on-demand (only for GET /mine); default: auto on devnet,
+    on-demand on regtest."""
+    miner_workers: int = 0
+    """Hashing processes; 0 means one per core."""
+    miner_address: str = ""
+    """Where mined coins go; empty: a key kept in the data dir (the same across restarts)."""
+    mine_timeout: float = 120.0
+    """Seconds GET /mine waits for its block."""
     sync_interval: float = 30.0
     """Seconds between health checks and catch-up syncs with every peer."""
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -81,6 +90,10 @@ class Settings:
     @property
     def origin(self) -> str:
         return self.node_id or self.ledger_public_url.split("://", 1)[-1]
+
+    @property
+    def mining_mode(self) -> str:
+        return self.miner_mode or ("auto" if self.network == "devnet" else "on-demand")
 
     @property
     def db_path(self) -> Path:

@@ -13,8 +13,9 @@ from services.common.bus import Bus
 from services.common.settings import Settings
 from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
 from services.node.announce import Announcer
-from services.node.keys import ANNOUNCER, BUS, CLOCK, LEDGER, NETWORK, SETTINGS
+from services.node.keys import ANNOUNCER, BUS, CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
 from services.node.ledger import Ledger, MempoolPolicy
+from services.node.mine import MineDesk
 from services.node.network import Network
 from services.node.store import Store
 from services.node.views import routes
@@ -84,6 +85,10 @@ async def _network_ctx(app: web.Application) -> AsyncIterator[None]:
     network = Network(app[SETTINGS], app[LEDGER], app[ANNOUNCER], app[CLOCK])
     app[NETWORK] = network
     await network.start(app[BUS])
+    desk = MineDesk(app[SETTINGS].origin, app[BUS])
+    app[MINE_DESK] = desk
+    if desk.bus is not None:
+        network.spawn(desk.listen(), "mining desk")
     yield
     await network.close()
 

@@ -10,6 +10,7 @@ from services.common.bus import Bus
 from services.common.settings import Settings
 from services.node.announce import Announcer
 from services.node.ledger import Ledger
+from services.node.mine import MineDesk
 from services.node.network import Network
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -18,3 +19,4 @@ ANNOUNCER = web.AppKey("announcer", Announcer)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 BUS: web.AppKey[Bus | None] = web.AppKey("bus")
 NETWORK = web.AppKey("network", Network)
+MINE_DESK = web.AppKey("mine_desk", MineDesk)

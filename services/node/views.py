@@ -16,7 +16,7 @@ from aiohttp import web
 from pybtc import Block, Transaction, ValidationError, decode_address, format_amount
 from pybtc.encoding import check_hex
 from services.common.web import ServiceError, parse_json, query_int, read_json_object
-from services.node.keys import CLOCK, LEDGER, NETWORK, SETTINGS
+from services.node.keys import CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
 from services.node.ledger import Ledger
 from services.node.peer_client import PeerError
 from services.node.peers import normalize_peer_url
@@ -194,11 +194,23 @@ async def nodes_resolve(request: web.Request) -> web.Response:
 
 @routes.get("/mine")
 async def mine(request: web.Request) -> web.Response:
-    """The tutorial's "mine one block now": asks this node's miner (the miner service)."""
-    raise ServiceError(
-        503,
-        "no-miner",
-        "no miner service is running for this node; mining arrives with the miner service",
+    """The tutorial's "mine one block now": this node's miner service mines it; the answer
+    keeps the tutorial's shape once the ledger has accepted the block."""
+    settings = request.app[SETTINGS]
+    block_hash = await request.app[MINE_DESK].mine_one(settings.mine_timeout)
+    stored = _ledger(request).store.get_block(block_hash)
+    if stored is None:  # pragma: no cover - the miner answers only after the ledger accepted
+        raise ServiceError(502, "mine-failed", "the miner's block is not in this ledger")
+    block = stored.block
+    return web.json_response(
+        {
+            "message": "new block found",
+            "index": block.index,
+            "transactions": [tx.to_dict() for tx in block.transactions],
+            "nonce": block.header.nonce,
+            "previous_hash": block.previous_hash,
+            "hash": block.hash,
+        }
     )
 
 

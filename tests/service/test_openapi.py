@@ -120,7 +120,8 @@ def emitted_reason_codes() -> set[str]:
     """Every reason code the services and pybtc can answer with."""
     codes = {str(reason) for reason in Reason} | set(_HTTP_REASONS.values()) | {"internal"}
     codes |= set(REGISTRATION_REASONS)  # raised as ServiceError(400, first["reason"], ...)
-    for source in (ROOT / "services").rglob("*.py"):
+    ledger_sources = [*(ROOT / "services" / "node").rglob("*.py"), ROOT / "services/common/web.py"]
+    for source in ledger_sources:
         codes |= set(re.findall(r'ServiceError\(\s*\d+,\s*"([a-z-]+)"', source.read_text()))
     return codes
 

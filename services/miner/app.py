@@ -1,0 +1,142 @@
+"""The miner application factory: key, workers, ledger client, bus, mining loop, status API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import Gauge
+
+from pybtc import PrivateKey, decode_address
+from services.common.bus import Bus, Kind
+from services.common.ledger_client import LedgerClient
+from services.common.settings import Settings
+from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
+from services.miner.engine import Engine, default_workers
+from services.miner.miner import Miner
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+MINER = web.AppKey("miner", Miner)
+routes = web.RouteTableDef()
+
+
+def reward_address(settings: Settings) -> str:
+    """PYBTC_MINER_ADDRESS, or the address of a key kept in the data dir (made once)."""
+    if settings.miner_address:
+        decode_address(settings.miner_address)
+        return settings.miner_address
+    path = settings.data_dir / f"miner-{settings.network}.key"
+    if path.exists():
+        key = PrivateKey.from_hex(path.read_text().strip())
+    else:
+        key = PrivateKey.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key.hex() + "\n")
+        logger.info("new reward key path=%s address=%s", path, key.address)
+    return key.address
+
+
+def create_app(settings: Settings) -> web.Application:
+    metrics = Metrics("miner")
+    app = web.Application(middlewares=base_middlewares(metrics), client_max_size=65536)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_miner_ctx)
+    app.add_routes(routes)
+    add_health_and_metrics(app, "miner", metrics, [_workers_check, _ledger_check])
+    for name, doc, read in (
+        ("pybtc_miner_hash_rate", "Hashes per second over the last seconds", "hash_rate"),
+        ("pybtc_miner_blocks_accepted", "Blocks the ledger accepted", "blocks_accepted"),
+    ):
+        Gauge(name, doc, registry=metrics.registry).set_function(_reader(app, read))
+    return app
+
+
+def _reader(app: web.Application, key: str) -> Callable[[], float]:
+    def value() -> float:
+        miner = app.get(MINER)
+        return float(miner.status()[key]) if miner is not None else 0.0
+
+    return value
+
+
+async def _miner_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    address = reward_address(settings)
+    engine = Engine(default_workers(settings.miner_workers))
+    await asyncio.get_running_loop().run_in_executor(None, engine.start)
+    ledger = LedgerClient(settings.ledger_internal_url)
+    miner = Miner(ledger, engine, address, settings.mining_mode, node=settings.origin)
+    if settings.redis_url:
+        miner.bus = Bus(
+            settings.redis_url, settings.network, f"{settings.origin}/miner", resync=_resync(miner)
+        )
+        await miner.bus.start()
+    bus = miner.bus
+    app[MINER] = miner
+    tasks = [
+        asyncio.create_task(miner.run(), name="mining loop"),
+        asyncio.create_task(miner.watch_ledger(), name="ledger watch"),
+        asyncio.create_task(miner.heartbeat(), name="heartbeat"),
+    ]
+    if bus is not None:
+        tasks.append(asyncio.create_task(_listen(bus, miner), name="bus"))
+    logger.info(
+        "miner up mode=%s workers=%d address=%s ledger=%s",
+        miner.mode,
+        engine.size,
+        address,
+        settings.ledger_internal_url,
+    )
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if bus is not None:
+        await bus.close()
+    await ledger.close()
+    await asyncio.get_running_loop().run_in_executor(None, engine.stop)
+
+
+def _resync(miner: Miner) -> Callable[[], Awaitable[None]]:
+    async def resync() -> None:
+        miner.refresh("bus reconnect")
+
+    return resync
+
+
+async def _listen(bus: Bus, miner: Miner) -> None:
+    async with bus.subscribe(Kind.TIP, Kind.TX, Kind.MINING) as subscription:
+        async for envelope in subscription:
+            await miner.on_bus(envelope)
+
+
+@routes.get("/status")
+async def status(request: web.Request) -> web.Response:
+    """Mode, workers, current job, hash rate, blocks found and rejected, uptime."""
+    return web.json_response(request.app[MINER].status())
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    return web.json_response({"service": "pyBTC miner", "status": "/status"})
+
+
+async def _workers_check(app: web.Application) -> Check:
+    miner = app.get(MINER)
+    if miner is None:
+        return Check("workers", False, "not started", fatal=True)
+    alive = miner.engine.alive()
+    return Check("workers", alive, f"{miner.engine.size} workers", fatal=not alive)
+
+
+async def _ledger_check(app: web.Application) -> Check:
+    miner = app.get(MINER)
+    error = miner.stats.last_error if miner is not None else ""
+    return Check("ledger", not error, error or "reachable")

@@ -1,0 +1,243 @@
+"""The mining loop: template from the ledger, search on the workers, submit, start again.
+
+A job is dropped the moment it goes stale: a tip change announced by this node's ledger on the
+bus wakes the loop at once, new transactions wake it after a short debounce, and a poll of the
+ledger's `/status` every few seconds catches any announcement the bus lost. Waking means a new
+template from the ledger, which is always built on the ledger's current tip; a nonce found for
+an older job is thrown away.
+
+Modes: `auto` mines continuously; `on-demand` mines only when asked — the ledger's tutorial
+endpoint `GET /mine` asks over the bus, and the answer (`mined`, with the block hash) goes back
+the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from pybtc import Block, ValidationError
+from pybtc.pow import bits_to_target
+from services.common.bus import Bus, Envelope, Kind
+from services.common.ledger_client import LedgerClient
+from services.common.web import ServiceError
+from services.miner.engine import Engine, Job
+
+logger = logging.getLogger(__name__)
+
+POLL = 0.01
+"""Seconds between looks at the workers' results."""
+TX_DEBOUNCE = 1.0
+STATUS_POLL = 2.0
+HEARTBEAT = 1.0
+MODES = ("auto", "on-demand")
+
+
+@dataclass
+class MinerStats:
+    started: float = field(default_factory=time.time)
+    jobs: int = 0
+    found: int = 0
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    stale_dropped: int = 0
+    last_block: str = ""
+    last_error: str = ""
+
+
+class Miner:
+    """Mines blocks for one node, paying `address`."""
+
+    def __init__(
+        self,
+        ledger: LedgerClient,
+        engine: Engine,
+        address: str,
+        mode: str,
+        *,
+        node: str,
+        bus: Bus | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mining mode is one of {MODES}, not {mode!r}")
+        self.ledger = ledger
+        self.engine = engine
+        self.address = address
+        self.mode = mode
+        self.node = node
+        self.bus = bus
+        self.stats = MinerStats()
+        self.template: Block | None = None
+        self.job: Job | None = None
+        self.requests: deque[str] = deque()
+        self.wake = asyncio.Event()
+        self._debounce: asyncio.TimerHandle | None = None
+
+    # -- signals from outside ----------------------------------------------------------------
+    def refresh(self, why: str) -> None:
+        """Drop the current job and start on a fresh template."""
+        logger.debug("refresh why=%s", why)
+        self.wake.set()
+
+    def transactions_arrived(self) -> None:
+        """New transactions: refresh soon, once, however many arrive (auto mode)."""
+        if self._debounce is None or self._debounce.cancelled():
+            loop = asyncio.get_running_loop()
+            self._debounce = loop.call_later(TX_DEBOUNCE, self._debounced)
+
+    def _debounced(self) -> None:
+        self._debounce = None
+        self.refresh("transactions")
+
+    def request_block(self, request_id: str) -> None:
+        """Mine one block for a `GET /mine` (both modes)."""
+        self.requests.append(request_id)
+        self.refresh("request")
+
+    async def on_bus(self, envelope: Envelope) -> None:
+        ledger_origin = f"{self.node}/ledger"
+        data = envelope.data
+        if envelope.type == Kind.TIP and envelope.origin == ledger_origin:
+            self.refresh("tip")
+        elif envelope.type == Kind.TX and envelope.origin == ledger_origin:
+            if self.mode == "auto":
+                self.transactions_arrived()
+        elif envelope.type == Kind.MINING and data.get("node") == self.node:
+            request_id = data.get("request_id")
+            if data.get("action") == "mine" and isinstance(request_id, str):
+                self.request_block(request_id[:64])
+
+    # -- the loop ----------------------------------------------------------------------------
+    @property
+    def wants_work(self) -> bool:
+        return self.mode == "auto" or bool(self.requests)
+
+    async def run(self) -> None:
+        """Mine until cancelled; ledger outages are waited out with a backoff."""
+        backoff = 0.5
+        while True:
+            if not self.wants_work:
+                self.engine.idle()
+                self.job = None
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            try:
+                await self._one_job()
+                backoff = 0.5
+            except ServiceError as exc:
+                self.stats.last_error = exc.message
+                logger.warning("ledger unavailable error=%s retry_in=%.1fs", exc.message, backoff)
+                self.engine.idle()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _one_job(self) -> None:
+        self.wake.clear()
+        body = await self.ledger.get("/mining/template", address=self.address)
+        try:
+            template = Block.from_dict(body["block"])
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise ServiceError(
+                502, "bad-template", f"the ledger sent a bad template: {exc}"
+            ) from None
+        self.stats.jobs += 1
+        job = Job(
+            self.stats.jobs, template.header.prefix_bytes(), bits_to_target(template.header.bits)
+        )
+        self.template, self.job = template, job
+        self.engine.submit(job)
+        logger.debug(
+            "job id=%d height=%d txs=%d", job.job_id, template.index, len(template.transactions)
+        )
+        while not self.wake.is_set():
+            result = self.engine.poll()
+            if result is not None and result[0] == job.job_id:
+                if result[1] is not None:
+                    await self._submit(template.with_nonce(result[1]))
+                return  # found (or a slice ran out): next template
+            await asyncio.sleep(POLL)
+        self.stats.stale_dropped += 1
+
+    async def _submit(self, block: Block) -> None:
+        self.stats.found += 1
+        status, body = await self.ledger.request("POST", "/mining/submit", json=block.to_dict())
+        if status == 201:
+            self.stats.accepted += 1
+            self.stats.last_block = block.hash
+            logger.info("block accepted height=%d hash=%s", block.index, block.hash[:16])
+            if self.requests:
+                await self._answer(self.requests.popleft(), block)
+            return
+        reason = body.get("reason", "error") if isinstance(body, dict) else "error"
+        self.stats.rejected[str(reason)] += 1
+        logger.warning("block rejected height=%d reason=%s", block.index, reason)
+
+    async def _answer(self, request_id: str, block: Block) -> None:
+        if self.bus is not None:
+            await self.bus.publish(
+                Kind.MINING,
+                {
+                    "action": "mined",
+                    "request_id": request_id,
+                    "node": self.node,
+                    "hash": block.hash,
+                },
+            )
+
+    # -- helpers run beside the loop --------------------------------------------------------
+    async def watch_ledger(self) -> None:
+        """Poll the ledger's tip: the bus is a hint, this is the guarantee."""
+        while True:
+            await asyncio.sleep(STATUS_POLL)
+            try:
+                status = await self.ledger.get("/status")
+            except ServiceError:
+                continue
+            template = self.template
+            if template is not None and status.get("tip") != template.previous_hash:
+                self.refresh("tip (poll)")
+
+    async def heartbeat(self) -> None:
+        """Tell the ledger that a miner of this node is ready (what GET /mine looks for), and
+        sample the hash count for the hash rate."""
+        while True:
+            self.engine.sample()
+            if self.bus is not None:
+                await self.bus.publish(
+                    Kind.MINING, {"action": "ready", "node": self.node, "mode": self.mode}
+                )
+            await asyncio.sleep(HEARTBEAT)
+
+    def status(self) -> dict[str, Any]:
+        template, job = self.template, self.job
+        return {
+            "mode": self.mode,
+            "address": self.address,
+            "workers": self.engine.size,
+            "worker_pids": self.engine.pids,
+            "job": None
+            if template is None or job is None
+            else {
+                "id": job.job_id,
+                "height": template.index,
+                "previous_hash": template.previous_hash,
+                "bits": template.header.bits,
+                "target": f"{job.target:064x}",
+                "transactions": len(template.transactions),
+            },
+            "hash_rate": round(self.engine.hash_rate(), 1),
+            "hashes": self.engine.total_hashes(),
+            "blocks_found": self.stats.found,
+            "blocks_accepted": self.stats.accepted,
+            "blocks_rejected": dict(self.stats.rejected),
+            "stale_jobs_dropped": self.stats.stale_dropped,
+            "requests_pending": len(self.requests),
+            "last_block": self.stats.last_block,
+            "last_error": self.stats.last_error,
+            "uptime": round(time.time() - self.stats.started, 1),
+        }
