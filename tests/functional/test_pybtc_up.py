@@ -47,7 +47,14 @@ class Node:
     """A `pybtc up` process and what it printed."""
 
     def __init__(self, data_dir: Path, port: int) -> None:
-        env = dict(os.environ, PYBTC_LEDGER_PORT=str(port), PYBTC_REDIS_URL="")
+        self.miner_port = _free_port()
+        env = dict(
+            os.environ,
+            PYBTC_LEDGER_PORT=str(port),
+            PYBTC_MINER_PORT=str(self.miner_port),
+            PYBTC_MINER_WORKERS="1",
+            PYBTC_REDIS_URL="",
+        )
         self.port = port
         self.proc = subprocess.Popen(
             [PYBTC, "up", "--network", "regtest", "--data-dir", str(data_dir)],
@@ -71,8 +78,8 @@ class Node:
                 return found
         raise AssertionError(f"{pattern!r} not printed; output:\n{''.join(self.lines)}")
 
-    def get(self, path: str) -> dict[str, object]:
-        url = f"http://127.0.0.1:{self.port}{path}"
+    def get(self, path: str, port: int | None = None) -> dict[str, object]:
+        url = f"http://127.0.0.1:{port or self.port}{path}"
         with urllib.request.urlopen(url, timeout=5) as resp:
             return json.loads(resp.read())  # type: ignore[no-any-return]
 
@@ -108,9 +115,15 @@ def test_up_serves_restarts_and_stops_cleanly(node: Node) -> None:
     table = "".join(node.lines)
     assert f"http://127.0.0.1:{node.port}" in table
     assert "embedded redis-server" in table
+    assert f"http://127.0.0.1:{node.miner_port}" in table
     status = node.get("/status")
     assert status["network"] == "regtest"
     assert status["height"] == 1
+    miner = node.get("/status", node.miner_port)
+    assert miner["mode"] == "on-demand"  # regtest's default
+    worker_pids = miner["worker_pids"]
+    assert isinstance(worker_pids, list)
+    assert len(worker_pids) == 1
 
     # a crashed ledger is reported and restarted
     os.kill(ledger_pid, signal.SIGKILL)
@@ -133,6 +146,8 @@ def test_up_serves_restarts_and_stops_cleanly(node: Node) -> None:
     assert "node stopped" in output
     assert not _alive(new_pid), "the ledger outlived pybtc up"
     assert not _alive(redis_pid), "the embedded redis-server outlived pybtc up"
+    for pid in worker_pids:
+        assert not _alive(pid), "a miner worker outlived pybtc up"
 
 
 def test_up_reports_a_taken_port(tmp_path: Path) -> None:
