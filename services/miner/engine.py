@@ -5,19 +5,20 @@ with `pybtc.pow.search_nonce` (a SHA-256 midstate of the fixed 84 header bytes, 
 hashes only the nonce and the outer SHA-256). Between chunks it looks at the shared job number:
 when the miner starts a new job (a new tip, new transactions), every worker drops the old one
 within one chunk — a few tens of milliseconds. A worker also stops when its parent process is
-gone (Linux's parent-death signal, and a check of its parent pid between chunks), so a killed
-miner leaves no worker behind.
+gone (a watchdog thread waits on the parent's sentinel, and the parent pid is checked between
+chunks), so a killed miner leaves no worker behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,14 +35,23 @@ CHUNK = 8_192
 SLICE_BITS = 56
 """Each worker's slice of the nonce space: 2**56 nonces (years at any rate reachable here)."""
 
-_PR_SET_PDEATHSIG = 1
-
 
 def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this process when its parent dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    """Exit the moment the parent process ends, whatever thread of it started this one.
+
+    (Linux's parent-death signal would follow the *thread* that spawned the worker, and the
+    miner spawns from a thread pool.)
+    """
+    parent = mp.parent_process()
+    if parent is None:  # pragma: no cover - always a child here
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        mp.connection.wait([sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,8 @@ class Engine:
         self.size = max(1, workers)
         ctx = mp.get_context("spawn")  # never fork an asyncio process
         self._ctx = ctx
-        self.current: Synchronized[int] = ctx.Value("q", 0)
+        # no lock: a worker killed while holding one would freeze the miner's next job change
+        self.current: Synchronized[int] = ctx.Value("q", 0, lock=False)
         self.hashes = ctx.Array("Q", self.size, lock=False)
         self.results: Any = ctx.Queue()
         self.queues: list[Any] = [ctx.Queue() for _ in range(self.size)]

@@ -76,6 +76,7 @@ class Miner:
         self.requests: deque[str] = deque()
         self.wake = asyncio.Event()
         self._debounce: asyncio.TimerHandle | None = None
+        self._own_tip = ""  # our accepted block: its tip announcement is not news
 
     # -- signals from outside ----------------------------------------------------------------
     def refresh(self, why: str) -> None:
@@ -102,7 +103,8 @@ class Miner:
         ledger_origin = f"{self.node}/ledger"
         data = envelope.data
         if envelope.type == Kind.TIP and envelope.origin == ledger_origin:
-            self.refresh("tip")
+            if data.get("hash") != self._own_tip:
+                self.refresh("tip")
         elif envelope.type == Kind.TX and envelope.origin == ledger_origin:
             if self.mode == "auto":
                 self.transactions_arrived()
@@ -169,6 +171,8 @@ class Miner:
         if status == 201:
             self.stats.accepted += 1
             self.stats.last_block = block.hash
+            if isinstance(body, dict) and body.get("is_tip"):
+                self._own_tip = block.hash
             logger.info("block accepted height=%d hash=%s", block.index, block.hash[:16])
             if self.requests:
                 await self._answer(self.requests.popleft(), block)
@@ -206,12 +210,25 @@ class Miner:
         """Tell the ledger that a miner of this node is ready (what GET /mine looks for), and
         sample the hash count for the hash rate."""
         while True:
+            if not self.engine.alive():
+                await self._replace_engine()
             self.engine.sample()
             if self.bus is not None:
                 await self.bus.publish(
                     Kind.MINING, {"action": "ready", "node": self.node, "mode": self.mode}
                 )
             await asyncio.sleep(HEARTBEAT)
+
+    async def _replace_engine(self) -> None:
+        """Workers died (the OOM killer, a signal): start a fresh set and resume."""
+        old = self.engine
+        logger.error("workers died; starting new ones count=%d", old.size)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, old.stop)
+        fresh = Engine(old.size)
+        await loop.run_in_executor(None, fresh.start)
+        self.engine = fresh
+        self.refresh("new workers")
 
     def status(self) -> dict[str, Any]:
         template, job = self.template, self.job
