@@ -43,6 +43,7 @@ test-browser: $(STAMP)  ## tests that drive Debian's chromium with Playwright
 
 bench: $(STAMP)  ## benchmarks: print figures (not tests)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/hashrate.py
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
