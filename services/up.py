@@ -106,6 +106,7 @@ def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
             "PYBTC_HOST": settings.host,
             "PYBTC_LEDGER_PORT": str(settings.ledger_port),
             "PYBTC_MINER_PORT": str(settings.miner_port),
+            "PYBTC_EXPLORER_PORT": str(settings.explorer_port),
             "PYBTC_REDIS_URL": redis_url,
             "PYBTC_LOG_LEVEL": settings.log_level,
             "PYTHONUNBUFFERED": "1",
@@ -119,6 +120,7 @@ def services_for(settings: Settings, env: dict[str, str]) -> list[Service]:
     return [
         Service("ledger", "services.node", settings.ledger_port, env),
         Service("miner", "services.miner", settings.miner_port, env),
+        Service("explorer", "services.explorer", settings.explorer_port, env),
     ]
 
 
@@ -198,6 +200,7 @@ def _print_table(
     what = {
         "ledger": "/chain /status /openapi.yaml",
         "miner": f"/status ({settings.mining_mode} mining)",
+        "explorer": "open in a browser",
     }
     for service in services:
         echo(f"  {service.name:<10} {service.url:<32} {what.get(service.name, '/status')}")

@@ -1,0 +1,1 @@
+"""The explorer service: the tutorial's Block Scan grown into a live block explorer."""

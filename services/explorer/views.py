@@ -1,0 +1,206 @@
+"""Explorer pages: each one a few indexed reads from the ledger, rendered by a template.
+
+Every page's cost depends on its page size, not on the chain's length: the ledger answers by
+height, hash, txid or address from its indexes, and lists are paginated.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from pybtc import AddressError, decode_address
+from pybtc.pow import block_work
+from services.common.ledger_client import LedgerClient
+from services.common.settings import Settings
+from services.common.web import ServiceError, query_int
+from services.explorer.live import Broadcaster
+
+SETTINGS = web.AppKey("settings", Settings)
+LEDGER = web.AppKey("ledger", LedgerClient)
+BROADCASTER = web.AppKey("broadcaster", Broadcaster)
+routes = web.RouteTableDef()
+
+PAGE = 20
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _ledger(request: web.Request) -> LedgerClient:
+    return request.app[LEDGER]
+
+
+async def _get_or_404(request: web.Request, path: str, what: str, **params: str) -> Any:
+    status, body = await _ledger(request).request("GET", path, params=params or None)
+    if status == 404:
+        raise ServiceError(404, "not-found", f"No {what} like that on this node.")
+    if status != 200:
+        message = body.get("error", "") if isinstance(body, dict) else ""
+        raise ServiceError(400 if status < 500 else 502, "ledger-refused", message or what)
+    return body
+
+
+@routes.get("/")
+@aiohttp_jinja2.template("dashboard.html")
+async def dashboard(request: web.Request) -> dict[str, Any]:
+    """Height, difficulty, work, mempool, peers, the latest blocks and transactions."""
+    ledger = _ledger(request)
+    status = await ledger.get("/status")
+    blocks = (await ledger.get("/blocks", limit="10"))["blocks"]
+    mempool = await ledger.get("/mempool", limit="10")
+    peers = (await ledger.get("/nodes"))["peers"]
+    return {
+        "page": "dashboard",
+        "status": status,
+        "blocks": blocks,
+        "mempool": mempool,
+        "peers": peers,
+        "hash_rate": _hash_rate_estimate(blocks, status),
+    }
+
+
+def _hash_rate_estimate(blocks: list[dict[str, Any]], status: dict[str, Any]) -> float | None:
+    """Expected hashes per block times blocks per second, over the latest blocks."""
+    if len(blocks) < 2:
+        return None
+    elapsed = int(blocks[0]["timestamp"]) - int(blocks[-1]["timestamp"])
+    if elapsed <= 0:
+        return None
+    return float(block_work(int(blocks[0]["bits"])) * (len(blocks) - 1) / elapsed)
+
+
+@routes.get("/blocks")
+@aiohttp_jinja2.template("blocks.html")
+async def blocks(request: web.Request) -> dict[str, Any]:
+    """Main-chain blocks, newest first, `?before=<height>`."""
+    before = query_int(request, "before", 2**62, low=2, high=2**62)
+    params = {"limit": str(PAGE)} | ({"before": str(before)} if before < 2**62 else {})
+    body = await _ledger(request).get("/blocks", **params)
+    items = body["blocks"]
+    older = items[-1]["index"] if items and items[-1]["index"] > 1 else None
+    newer = None if before >= body["height"] + 1 else min(before + PAGE, body["height"] + 1)
+    return {
+        "page": "blocks",
+        "blocks": items,
+        "height": body["height"],
+        "older": older,
+        "newer": newer,
+    }
+
+
+@routes.get("/block/{hash}")
+@aiohttp_jinja2.template("block.html")
+async def block(request: web.Request) -> dict[str, Any]:
+    block_hash = request.match_info["hash"]
+    if not HEX64.fullmatch(block_hash):
+        raise ServiceError(400, "bad-hash", "A block hash is 64 lowercase hexadecimal digits.")
+    view = await _get_or_404(request, f"/blocks/{block_hash}", "block")
+    return {"page": "blocks", "view": view, "b": view["block"]}
+
+
+@routes.get("/height/{height}")
+async def height(request: web.Request) -> web.Response:
+    raw = request.match_info["height"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ServiceError(400, "bad-query", "A height is a whole number.")
+    view = await _get_or_404(request, f"/blocks/height/{int(raw)}", "block at that height")
+    raise web.HTTPFound(f"/block/{view['block']['hash']}")
+
+
+@routes.get("/tx/{txid}")
+@aiohttp_jinja2.template("tx.html")
+async def transaction(request: web.Request) -> dict[str, Any]:
+    txid = request.match_info["txid"]
+    if not HEX64.fullmatch(txid):
+        raise ServiceError(400, "bad-txid", "A transaction id is 64 lowercase hexadecimal digits.")
+    view = await _get_or_404(request, f"/tx/{txid}", "transaction")
+    return {"page": "tx", "view": view, "tx": view["transaction"]}
+
+
+@routes.get("/address/{address}")
+@aiohttp_jinja2.template("address.html")
+async def address(request: web.Request) -> dict[str, Any]:
+    text = request.match_info["address"]
+    try:
+        decode_address(text)
+    except AddressError as exc:
+        raise ServiceError(
+            400, "bad-address", f"That is not a pyBTC address: {exc.message}."
+        ) from None
+    offset = query_int(request, "offset", 0, low=0, high=2**40)
+    ledger = _ledger(request)
+    info = await ledger.get(f"/address/{text}")
+    history = await ledger.get(f"/address/{text}/history", offset=str(offset), limit=str(PAGE))
+    return {
+        "page": "address",
+        "info": info,
+        "history": history,
+        "older": offset + PAGE if offset + PAGE < history["total"] else None,
+        "newer": max(0, offset - PAGE) if offset else None,
+    }
+
+
+@routes.get("/mempool")
+@aiohttp_jinja2.template("mempool.html")
+async def mempool(request: web.Request) -> dict[str, Any]:
+    offset = query_int(request, "offset", 0, low=0, high=2**40)
+    body = await _ledger(request).get("/mempool", offset=str(offset), limit=str(PAGE * 5))
+    return {"page": "mempool", "mempool": body, "offset": offset}
+
+
+@routes.get("/network")
+@aiohttp_jinja2.template("network.html")
+async def network(request: web.Request) -> dict[str, Any]:
+    ledger = _ledger(request)
+    status = await ledger.get("/status")
+    nodes = await ledger.get("/nodes")
+    return {"page": "network", "status": status, "nodes": nodes}
+
+
+@routes.get("/search")
+async def search(request: web.Request) -> web.Response:
+    """One box: a height, a block hash, a txid, or an address (a typo is explained)."""
+    query = request.query.get("q", "").strip()
+    if not query:
+        raise web.HTTPFound("/")
+    if query.isascii() and query.isdigit() and len(query) <= 18:
+        raise web.HTTPFound(f"/height/{int(query)}")
+    lowered = query.lower()
+    if HEX64.fullmatch(lowered):
+        ledger = _ledger(request)
+        if (await ledger.request("GET", f"/blocks/{lowered}"))[0] == 200:
+            raise web.HTTPFound(f"/block/{lowered}")
+        if (await ledger.request("GET", f"/tx/{lowered}"))[0] == 200:
+            raise web.HTTPFound(f"/tx/{lowered}")
+        raise ServiceError(404, "not-found", "No block or transaction has that hash here.")
+    try:
+        decode_address(query)
+    except AddressError as exc:
+        if len(query) >= 25 and query[:1] == "P":
+            raise ServiceError(
+                400, "bad-address", f"That looks like an address, but {exc.message}."
+            ) from None
+        raise ServiceError(
+            404,
+            "not-found",
+            "Search takes a block height, a block hash, a transaction id or an address.",
+        ) from None
+    raise web.HTTPFound(f"/address/{query}")
+
+
+@routes.get("/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    return await request.app[BROADCASTER].stream(request)
+
+
+@routes.get("/api/summary")
+async def summary(request: web.Request) -> web.Response:
+    """What the dashboard's live script redraws: height, mempool size, latest blocks."""
+    ledger = _ledger(request)
+    status = await ledger.get("/status")
+    blocks = (await ledger.get("/blocks", limit="10"))["blocks"]
+    return web.json_response(
+        {"height": status["height"], "mempool_size": status["mempool_size"], "blocks": blocks}
+    )

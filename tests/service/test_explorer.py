@@ -1,0 +1,172 @@
+"""The explorer against a real ledger (on a real port) and a real Redis: every page renders
+from the ledger's indexes, search finds heights, hashes, txids and addresses, refusals are
+readable pages, chain data is escaped, and announcements reach open pages as Server-Sent Events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pybtc import COIN, REGTEST, Block, Transaction
+from pybtc.mining import mine_block
+from services.common.settings import Settings
+from services.explorer.app import create_app
+from tests.chainutil import test_key
+from tests.service.ledgerutil import LedgerNode
+
+
+class World:
+    """A ledger with a few blocks and a pending transaction, and an explorer client."""
+
+    def __init__(self, node: LedgerNode, client: TestClient) -> None:
+        self.node = node
+        self.client = client
+        self.blocks: list[Block] = []
+        self.tx: Transaction | None = None
+
+    async def mine(self, http: aiohttp.ClientSession, count: int = 1) -> None:
+        for _ in range(count):
+            url = f"{self.node.url}/mining/template?address={test_key(0).address}"
+            async with http.get(url) as resp:
+                template = Block.from_dict((await resp.json())["block"])
+            block = mine_block(template)
+            assert block is not None
+            async with http.post(f"{self.node.url}/mining/submit", json=block.to_dict()) as resp:
+                assert resp.status == 201
+            self.blocks.append(block)
+
+
+@pytest.fixture
+async def world(aiohttp_client: Any, tmp_path: Path, redis_url: str) -> AsyncIterator[World]:
+    node = await LedgerNode(tmp_path / "ledger", redis_url).start()
+    settings = Settings(
+        network="regtest",
+        data_dir=tmp_path / "explorer",
+        redis_url=redis_url,
+        ledger_url=node.url,
+        public_url=node.url,
+    )
+    client = await aiohttp_client(create_app(settings))
+    w = World(node, client)
+    async with aiohttp.ClientSession() as http:
+        await w.mine(http, 3)
+        w.tx = Transaction.create(
+            test_key(0),
+            test_key(1).address,
+            2 * COIN,
+            fee=2_000,
+            nonce=0,
+            timestamp=0,
+            network_id=REGTEST.network_id,
+        )
+        async with http.post(f"{node.url}/transactions/new", json=w.tx.to_dict()) as resp:
+            assert resp.status == 201
+    try:
+        yield w
+    finally:
+        await node.stop()
+
+
+async def _page(client: TestClient, path: str, status: int = 200) -> str:
+    resp = await client.get(path)
+    text = await resp.text()
+    assert resp.status == status, text[:500]
+    assert resp.content_type == "text/html"
+    assert "Content-Security-Policy" in resp.headers
+    return text
+
+
+async def test_every_page_renders(world: World) -> None:
+    tip = world.blocks[-1]
+    assert world.tx is not None
+    dashboard = await _page(world.client, "/")
+    assert tip.hash[:20] in dashboard
+    assert world.tx.txid[:20] in dashboard  # the pending transaction
+    blocks = await _page(world.client, "/blocks")
+    assert all(b.hash in blocks for b in world.blocks)
+    block = await _page(world.client, f"/block/{tip.hash}")
+    assert "Block 4" in block
+    assert tip.header.merkle_root in block
+    tx = await _page(world.client, f"/tx/{world.tx.txid}")
+    assert "Pending" in tx
+    assert "2.00000000" in tx
+    address = await _page(world.client, f"/address/{test_key(1).address}")
+    assert "pending" in address
+    assert "+2.00000000" in address
+    mempool = await _page(world.client, "/mempool")
+    assert "1 pending" in mempool
+    network = await _page(world.client, "/network")
+    assert "No peers registered" in network
+
+
+@pytest.mark.parametrize(
+    ("query", "expect"),
+    [("2", "/block/"), ("genesis-hash", "/block/"), ("txid", "/tx/"), ("address", "/address/")],
+)
+async def test_search_finds_what_it_is_given(world: World, query: str, expect: str) -> None:
+    assert world.tx is not None
+    value = {
+        "genesis-hash": REGTEST.genesis.hash,
+        "txid": world.tx.txid,
+        "address": test_key(0).address,
+    }.get(query, query)
+    resp = await world.client.get("/search", params={"q": value})
+    assert resp.status == 200
+    assert resp.url.path.startswith(expect)
+
+
+async def test_search_explains_a_mistyped_address(world: World) -> None:
+    good = test_key(0).address
+    typo = good[:-1] + ("a" if good[-1] != "a" else "b")
+    text = await _page(world.client, f"/search?q={typo}", status=400)
+    assert "checksum does not match" in text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/search?q=%3Cscript%3Ealert(1)%3C/script%3E",
+        "/address/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        '/address/P"><img src=x onerror=alert(1)>',
+        "/tx/%3Cimg%20onerror%3Dalert(1)%3E",
+        "/block/zz",
+        "/height/99999",
+        "/nope",
+        "/blocks?before=x",
+    ],
+)
+async def test_refusals_are_pages_and_never_echo_markup(world: World, path: str) -> None:
+    resp = await world.client.get(path)
+    text = await resp.text()
+    assert 400 <= resp.status < 500, text[:300]
+    assert resp.content_type == "text/html"
+    assert "<script>alert" not in text
+    assert "<img" not in text
+    assert "onerror=alert" not in text or "onerror=alert(1)&gt;" in text
+
+
+async def test_new_blocks_reach_open_pages(world: World) -> None:
+    async with world.client.get("/events") as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert (await asyncio.wait_for(stream.content.readline(), 5)).startswith(b"event: hello")
+        async with aiohttp.ClientSession() as http:
+            await world.mine(http)
+        deadline = asyncio.get_running_loop().time() + 10
+        seen = []
+        while asyncio.get_running_loop().time() < deadline:
+            line = await asyncio.wait_for(stream.content.readline(), 10)
+            seen.append(line)
+            if line.startswith(b"event: tip"):
+                data = await stream.content.readline()
+                assert world.blocks[-1].hash.encode() in data
+                return
+        raise AssertionError(f"no tip event; saw {seen}")
+    summary = await (await world.client.get("/api/summary")).json()
+    assert summary["height"] == 5
