@@ -52,6 +52,7 @@ class Node:
             os.environ,
             PYBTC_LEDGER_PORT=str(port),
             PYBTC_MINER_PORT=str(self.miner_port),
+            PYBTC_EXPLORER_PORT=str(_free_port()),
             PYBTC_MINER_WORKERS="1",
             PYBTC_REDIS_URL="",
         )
