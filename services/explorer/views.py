@@ -62,7 +62,9 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
 
 
 def _hash_rate_estimate(blocks: list[dict[str, Any]], status: dict[str, Any]) -> float | None:
-    """Expected hashes per block times blocks per second, over the latest blocks."""
+    """Expected hashes per block times blocks per second, over the latest mined blocks (genesis
+    has a fixed, old timestamp and says nothing about today's miners)."""
+    blocks = [b for b in blocks if b["index"] > 1]
     if len(blocks) < 2:
         return None
     elapsed = int(blocks[0]["timestamp"]) - int(blocks[-1]["timestamp"])
