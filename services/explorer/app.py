@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_static("/static/", path=str(_static_dir()), name="static")
     app.add_routes(routes)
     app.cleanup_ctx.append(_clients_ctx)
+    app.on_shutdown.append(_end_streams)
     add_health_and_metrics(app, "explorer", metrics, [_ledger_check])
     return app
 
@@ -124,6 +125,11 @@ async def _clients_ctx(app: web.Application) -> AsyncIterator[None]:
     if bus is not None:
         await bus.close()
     await app[LEDGER].close()
+
+
+async def _end_streams(app: web.Application) -> None:
+    """Close open live-update streams first, so a shutdown does not wait for browsers."""
+    await app[BROADCASTER].close()
 
 
 def _resync(broadcaster: Broadcaster) -> Callable[[], Awaitable[None]]:

@@ -1,0 +1,138 @@
+"""Helpers for the browser tests: how chromium is launched, screenshots, servers in threads.
+
+- `CHROMIUM` and `CHROMIUM_ARGS`: Debian's chromium (scripts/install-chromium.sh puts it there),
+  launched so that it never reaches for the network on its own (no sync, updates, QUIC...).
+  Playwright's own browser download is never used.
+- `screenshot(page, name)` saves a PNG under artifacts/screenshots/ and returns its path.
+- `LoopThread` runs an asyncio loop in a background thread, so a real aiohttp app (e.g.
+  `tests.service.ledgerutil.LedgerNode`) serves a real port while the test drives the browser
+  with Playwright's sync API in the main thread. The sync API marks its own loop as running in
+  the main thread, so async code for servers must run here, never in the test's thread.
+- `StaticSite` serves fixed pages from a stdlib HTTP server on loopback (for testing the
+  fixtures themselves, or pages that need no app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from playwright.sync_api import Page, ViewportSize
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+
+CHROMIUM = Path("/usr/bin/chromium")
+INSTALL_HINT = "run scripts/install-chromium.sh"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # we run as root in CI and containers
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+DEFAULT_TIMEOUT_MS = 10_000  # a local page that needs longer than this is a failure
+
+T = TypeVar("T")
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save `page` as artifacts/screenshots/<name>.png (name made file-safe); return the path."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "page"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{safe}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread; `run` a coroutine there and wait.
+
+    Leaving the `with` block cancels whatever still runs on the loop, then closes it.
+    """
+
+    def __init__(self, name: str = "browser-test-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            asyncio.set_event_loop(None)
+            self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run `coro` on the loop's thread and return its result (or raise its error)."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)
+
+    def __enter__(self) -> LoopThread:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the server loop did not stop within 30s"
+
+
+class StaticSite:
+    """Fixed pages (path -> HTML) served on a free loopback port by a stdlib HTTP server."""
+
+    def __init__(self, pages: Mapping[str, str]) -> None:
+        site_pages = dict(pages)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = site_pages.get(self.path.split("?", 1)[0])
+                if body is None:
+                    self.send_error(404)
+                    return
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet in test output
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StaticSite:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
