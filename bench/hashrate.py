@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import statistics
 import struct
 import subprocess
@@ -44,13 +43,9 @@ from pybtc import DEVNET, PrivateKey  # noqa: E402
 from pybtc.mining import build_block  # noqa: E402
 from pybtc.pow import search_nonce  # noqa: E402
 from services.miner.engine import Engine, Job  # noqa: E402
+from tests.reference import REFERENCE_DIR, reference_venv  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE_DIR = SHARED / "reference"
-REFERENCE_VENV = REPO / ".venv-reference"
 # The same pins as tests/functional/test_tutorial_clients.py, so both use one virtualenv.
-REFERENCE_REQUIREMENTS = ("flask==3.1.3", "requests==2.34.2", "pandas==3.1.1")
-IMPORT_CHECK = "import flask, requests, pandas"
 
 IMPOSSIBLE = 1
 """A target nothing meets: every try runs to the end."""
@@ -165,42 +160,11 @@ def engine_rates(prefix: bytes, workers: int, runs: int, seconds: float) -> list
     return rates
 
 
-def reference_python() -> tuple[Path | None, str]:
-    """The reference virtualenv's python (built once, like the tutorial-client tests do), or
-    (None, why not)."""
-    python = REFERENCE_VENV / "bin" / "python"
-
-    def works() -> bool:
-        if not python.is_file():
-            return False
-        check = [str(python), "-c", IMPORT_CHECK]
-        return subprocess.run(check, capture_output=True, timeout=120, check=False).returncode == 0
-
-    if works():
-        return python, ""
-    print(f"building {REFERENCE_VENV} ({' '.join(REFERENCE_REQUIREMENTS)}), once...", flush=True)
-    build = REPO / f".venv-reference.build-{os.getpid()}"
-    try:
-        pip = [str(build / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        for step in (
-            [sys.executable, "-m", "venv", str(build)],
-            [*pip, "--disable-pip-version-check", *REFERENCE_REQUIREMENTS],
-        ):
-            done = subprocess.run(step, capture_output=True, text=True, timeout=900, check=False)
-            if done.returncode != 0:
-                return None, f"{' '.join(step[:3])}... failed: {done.stderr.strip()[-300:]}"
-        with contextlib.suppress(OSError):  # another build was renamed in first
-            build.rename(REFERENCE_VENV)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    return (python, "") if works() else (None, f"{python} cannot `{IMPORT_CHECK}`")
-
-
 def tutorial_rates(runs: int, seconds: float) -> tuple[dict[str, list[float]], str]:
     """The tutorial's valid_proof and pow()-loop tries per second, or ({}, why not)."""
     if not (REFERENCE_DIR / "seed_node.py").is_file():
         return {}, f"no {REFERENCE_DIR / 'seed_node.py'}"
-    python, why = reference_python()
+    python, why = reference_venv()
     if python is None:
         return {}, why
     done = subprocess.run(

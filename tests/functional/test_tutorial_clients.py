@@ -14,16 +14,10 @@ HTML the way a browser would.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import html
 import itertools
 import logging
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +26,6 @@ import pytest
 from pybtc import COIN
 from tests.chainutil import test_key
 from tests.functional.conftest import (
-    REPO,
     ChildProcesses,
     LedgerProcess,
     child_env,
@@ -43,13 +36,10 @@ from tests.functional.conftest import (
     send,
     wait_for,
 )
+from tests.reference import REFERENCE_DIR, reference_venv
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-REFERENCE_VENV = REPO / ".venv-reference"
-REFERENCE_REQUIREMENTS = ("flask==3.1.3", "requests==2.34.2", "pandas==3.1.1")
-IMPORT_CHECK = "import flask, requests, pandas"
 
 MINER, ALICE, NOBODY = test_key(0), test_key(1), test_key(7)
 TRANSFER = 7 * COIN
@@ -70,47 +60,8 @@ def reference_script(name: str) -> Path:
     return script
 
 
-def _imports_work(python: Path) -> bool:
-    if not python.is_file():
-        return False
-    check = subprocess.run(
-        [str(python), "-c", IMPORT_CHECK], capture_output=True, timeout=120, check=False
-    )
-    return check.returncode == 0
-
-
-@functools.cache
-def _reference_venv() -> tuple[Path | None, str]:
-    """(python, "") once the reference virtualenv works, else (None, why); built at most once
-    per session. Built beside its final place and renamed in, so a half-built or concurrently
-    built one is never used."""
-    python = REFERENCE_VENV / "bin" / "python"
-    if _imports_work(python):
-        return python, ""
-    build = REPO / f".venv-reference.build-{os.getpid()}"
-    logger.info("building %s with %s (once)", REFERENCE_VENV, " ".join(REFERENCE_REQUIREMENTS))
-    try:
-        pip = [str(build / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        for step in (
-            [sys.executable, "-m", "venv", str(build)],
-            [*pip, "--disable-pip-version-check", *REFERENCE_REQUIREMENTS],
-        ):
-            done = subprocess.run(step, capture_output=True, text=True, timeout=900, check=False)
-            if done.returncode != 0:
-                return None, f"{' '.join(step)} failed:\n{done.stdout}\n{done.stderr}"
-        if not _imports_work(python):
-            shutil.rmtree(REFERENCE_VENV, ignore_errors=True)
-        with contextlib.suppress(OSError):  # another session renamed its build in first
-            build.rename(REFERENCE_VENV)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    if not _imports_work(python):
-        return None, f"{python} cannot `{IMPORT_CHECK}` after building {REFERENCE_VENV}"
-    return python, ""
-
-
 def reference_python() -> Path:
-    python, error = _reference_venv()
+    python, error = reference_venv()
     if python is None:
         pytest.fail(f"cannot build the tutorial's virtualenv: {error}")
     return python
