@@ -206,3 +206,64 @@ async def summary(request: web.Request) -> web.Response:
     return web.json_response(
         {"height": status["height"], "mempool_size": status["mempool_size"], "blocks": blocks}
     )
+
+
+@routes.get("/forks")
+@aiohttp_jinja2.template("forks.html")
+async def forks(request: web.Request) -> dict[str, Any]:
+    """The block tree around the tip (stale branches included) and every reorg this node made."""
+    ledger = _ledger(request)
+    tree = await ledger.get("/blocks/tree")
+    reorgs = (await ledger.get("/reorgs", limit="20"))["reorgs"]
+    return {"page": "forks", "tree": tree, "drawing": layout_tree(tree["blocks"]), "reorgs": reorgs}
+
+
+def layout_tree(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Positions for an SVG: one column per height, the best chain on the first row, each stale
+    branch on a row of its own."""
+    if not blocks:
+        return {"nodes": [], "edges": [], "width": 0, "height": 0}
+    low = min(b["index"] for b in blocks)
+    lane_of: dict[str, int] = {}
+    lane_end: dict[int, str] = {}  # lane -> hash of its last block
+    for b in blocks:  # height order, first seen first
+        if b["in_best_chain"]:
+            lane = 0
+        elif lane_end.get(lane_of.get(b["previous_hash"], -1)) == b["previous_hash"] and (
+            lane_of.get(b["previous_hash"], 0) > 0
+        ):
+            lane = lane_of[b["previous_hash"]]
+        else:
+            lane = max([0, *lane_end]) + 1
+        lane_of[b["hash"]] = lane
+        lane_end[lane] = b["hash"]
+    step_x, step_y = 72, 56
+    nodes = [
+        {
+            "x": 40 + (b["index"] - low) * step_x,
+            "y": 30 + lane_of[b["hash"]] * step_y,
+            "hash": b["hash"],
+            "height": b["index"],
+            "main": b["in_best_chain"],
+            "invalid": b["invalid_reason"],
+        }
+        for b in blocks
+    ]
+    where = {n["hash"]: n for n in nodes}
+    edges = [
+        {
+            "x1": where[b["previous_hash"]]["x"] + 14,
+            "y1": where[b["previous_hash"]]["y"],
+            "x2": where[b["hash"]]["x"] - 14,
+            "y2": where[b["hash"]]["y"],
+        }
+        for b in blocks
+        if b["previous_hash"] in where
+    ]
+    width = 80 + (max(b["index"] for b in blocks) - low) * step_x
+    return {
+        "nodes": nodes,
+        "edges": edges,
+        "width": width,
+        "height": 60 + max(lane_of.values()) * step_y,
+    }

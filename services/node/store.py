@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS blocks (
 );
 CREATE INDEX IF NOT EXISTS blocks_by_parent ON blocks(previous_hash);
 CREATE INDEX IF NOT EXISTS blocks_by_work ON blocks(chain_work DESC, seq);
+CREATE INDEX IF NOT EXISTS blocks_by_height ON blocks(height, seq);
 CREATE TABLE IF NOT EXISTS main_chain (height INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS undo (block_hash TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
@@ -218,6 +219,18 @@ class Store:
             "ORDER BY chain_work DESC, seq ASC LIMIT 1"
         ).fetchone()
         return None if row is None else str(row[0])
+
+    def blocks_between(self, low: int, high: int) -> list[dict[str, Any]]:
+        """Every stored block (any branch) with low <= height <= high: header, validity, order."""
+        rows = self.db.execute(
+            "SELECT b.header, b.invalid_reason, m.hash IS NOT NULL FROM blocks b "
+            "LEFT JOIN main_chain m ON m.hash = b.hash "
+            "WHERE b.height BETWEEN ? AND ? ORDER BY b.height, b.seq",
+            (low, high),
+        )
+        return [
+            json.loads(r[0]) | {"invalid_reason": r[1], "in_best_chain": bool(r[2])} for r in rows
+        ]
 
     def block_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])

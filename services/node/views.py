@@ -253,6 +253,21 @@ async def blocks(request: web.Request) -> web.Response:
     return web.json_response({"height": height, "blocks": list(reversed(items))})
 
 
+@routes.get("/blocks/tree")
+async def block_tree(request: web.Request) -> web.Response:
+    """Every known block, stale branches included, at heights `?from=` to `?to=` (at most 100
+    heights; by default the last 30 up to the tip)."""
+    ledger = _ledger(request)
+    tip = ledger.height
+    high = query_int(request, "to", tip + 10, low=1, high=2**62)
+    low = query_int(request, "from", max(1, high - 29), low=1, high=2**62)
+    if high < low or high - low >= 100:
+        raise ServiceError(400, "bad-query", "from..to spans 1 to 100 heights")
+    return web.json_response(
+        {"tip": ledger.tip_hash, "height": tip, "blocks": ledger.store.blocks_between(low, high)}
+    )
+
+
 @routes.get("/blocks/height/{height}")
 async def block_by_height(request: web.Request) -> web.Response:
     raw = request.match_info["height"]

@@ -103,9 +103,10 @@ def test_pages_and_search(page: Page, ledger: LedgerNode, explorer: str) -> None
     search(test_key(1).address)
     expect(page.locator("p.big")).to_have_text(test_key(1).address)
     screenshot(page, "explorer-address")
-    for path in ("/blocks", "/mempool", "/network"):
+    for path in ("/blocks", "/mempool", "/network", "/forks"):
         page.goto(f"{explorer}{path}")
         expect(page.locator("h1")).to_be_visible()
+    screenshot(page, "explorer-forks")
 
 
 def test_a_mistyped_address_is_explained_and_markup_stays_text(

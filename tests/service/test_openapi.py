@@ -275,6 +275,7 @@ async def test_real_responses_match_their_schemas(ledger_client: TestClient) -> 
     assert reorg["requeued"] == [tx.txid]
     await check("GET", f"/tx/{tx.txid}", "/tx/{txid}", 200)
 
+    await check("GET", "/blocks/tree", "/blocks/tree", 200)
     await check("GET", "/nodes", "/nodes", 200)
     await check("POST", "/nodes/register", "/nodes/register", 400, {"nodes": "ftp://x:1"})
     resolved = await check("GET", "/nodes/resolve", "/nodes/resolve", 200)
