@@ -57,11 +57,11 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
         "blocks": blocks,
         "mempool": mempool,
         "peers": peers,
-        "hash_rate": _hash_rate_estimate(blocks, status),
+        "hash_rate": _hash_rate_estimate(blocks),
     }
 
 
-def _hash_rate_estimate(blocks: list[dict[str, Any]], status: dict[str, Any]) -> float | None:
+def _hash_rate_estimate(blocks: list[dict[str, Any]]) -> float | None:
     """Expected hashes per block times blocks per second, over the latest mined blocks (genesis
     has a fixed, old timestamp and says nothing about today's miners)."""
     blocks = [b for b in blocks if b["index"] > 1]

@@ -251,7 +251,7 @@ class Network:
     async def _announce(self, url: str, announcement: dict[str, Any]) -> None:
         assert self.client is not None
         try:
-            await self.client._request("GET", url, "/nodes/resolve", json_body=announcement)
+            await self.client.announce(url, announcement)
         except PeerError as exc:
             logger.info("announcement failed url=%s error=%s", url, exc.message)
 

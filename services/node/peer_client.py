@@ -122,6 +122,10 @@ class PeerClient:
     async def post(self, url: str, path: str, body: Any, expect: tuple[int, ...]) -> Any:
         return (await self._request("POST", url, path, json_body=body, expect=expect))[1]
 
+    async def announce(self, url: str, announcement: dict[str, Any]) -> Any:
+        """The tutorial's new-block call: GET /nodes/resolve with a JSON body."""
+        return (await self._request("GET", url, "/nodes/resolve", json_body=announcement))[1]
+
     async def status(self, url: str) -> PeerStatus:
         """GET /status, checked to be a pyBTC ledger of this network and genesis."""
         body = await self.get(url, "/status")
