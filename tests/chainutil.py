@@ -10,10 +10,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pybtc import COIN, REGTEST, Block, ChainParams, MemoryChain, PrivateKey, Transaction
+from pybtc import (
+    COIN,
+    REGTEST,
+    Block,
+    BlockHeader,
+    ChainParams,
+    MemoryChain,
+    PrivateKey,
+    Transaction,
+)
 from pybtc.block import merkle_root
 from pybtc.encoding import sha256
-from pybtc.mining import mine_block
+from pybtc.mining import build_block, mine_block
 
 NOW = REGTEST.genesis.timestamp + 10_000
 """The clock the tests validate against: a little after genesis, so fixtures never depend on
@@ -89,3 +98,34 @@ def remine(block: Block, txs: Sequence[Transaction] | None = None, **header: Any
     mined = mine_block(Block(replace(block.header, **fields), tuple(txs)))
     assert mined is not None
     return mined
+
+
+def child_block(
+    parent: BlockHeader,
+    transactions: Sequence[Transaction] = (),
+    *,
+    miner: str | None = None,
+    params: ChainParams = REGTEST,
+) -> Block:
+    """A mined block on `parent` (any branch): its parent's bits, a second later, coinbase of
+    subsidy plus fees to `miner` (test key 9 by default). Regtest never retargets."""
+    block = build_block(
+        params,
+        parent,
+        bits=parent.bits,
+        transactions=list(transactions),
+        miner_address=miner or test_key(9).address,
+        timestamp=parent.timestamp + 1,
+    )
+    mined = mine_block(block)
+    assert mined is not None
+    return mined
+
+
+def branch(parent: BlockHeader, count: int, *, miner: str | None = None) -> list[Block]:
+    """`count` empty blocks in a row on `parent`: a competing branch."""
+    blocks: list[Block] = []
+    for _ in range(count):
+        blocks.append(child_block(parent, miner=miner))
+        parent = blocks[-1].header
+    return blocks

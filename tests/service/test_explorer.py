@@ -18,7 +18,7 @@ from pybtc import COIN, REGTEST, Block, Transaction
 from pybtc.mining import mine_block
 from services.common.settings import Settings
 from services.explorer.app import create_app
-from tests.chainutil import test_key
+from tests.chainutil import branch, test_key
 from tests.service.ledgerutil import LedgerNode
 
 
@@ -173,28 +173,11 @@ async def test_new_blocks_reach_open_pages(world: World) -> None:
 
 
 async def test_forks_page_draws_stale_branches_and_lists_reorgs(world: World) -> None:
-    from pybtc.mining import build_block
-
     quiet = await _page(world.client, "/forks")
     assert "No reorg yet" in quiet
-    fork = world.blocks[0].header  # height 2: a rival branch of three blocks from here
-    parent, branch = fork, []
-    for _ in range(3):
-        block = mine_block(
-            build_block(
-                REGTEST,
-                parent,
-                bits=parent.bits,
-                transactions=[],
-                miner_address=test_key(5).address,
-                timestamp=parent.timestamp + 1,
-            )
-        )
-        assert block is not None
-        branch.append(block)
-        parent = block.header
+    rival = branch(world.blocks[0].header, 3, miner=test_key(5).address)  # from height 2
     async with aiohttp.ClientSession() as http:
-        for block in branch:
+        for block in rival:
             async with http.post(f"{world.node.url}/mining/submit", json=block.to_dict()) as resp:
                 assert resp.status == 201
     page = await _page(world.client, "/forks")
@@ -202,5 +185,5 @@ async def test_forks_page_draws_stale_branches_and_lists_reorgs(world: World) ->
     for stale in world.blocks[1:]:  # the old branch is drawn, as stale blocks
         assert f'href="/block/{stale.hash}"' in page
     assert 'class="stale"' in page
-    assert f'href="/block/{branch[-1].hash}"' in page
+    assert f'href="/block/{rival[-1].hash}"' in page
     assert "<td>2</td>" in page  # depth of the reorg: two blocks replaced

@@ -15,12 +15,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from pybtc import COIN, REGTEST, Block
-from pybtc.mining import build_block, mine_block
+from pybtc import COIN
 from services.common.bus import Bus, Envelope, Kind, Subscription
 from services.common.embedded_redis import EmbeddedRedis
 from services.node.app import create_app
-from tests.chainutil import test_key
+from tests.chainutil import branch, test_key
 from tests.service.ledgerutil import ledger_settings, mine, send
 
 
@@ -55,27 +54,12 @@ async def test_every_acceptance_is_announced(ledger_client: TestClient, redis_ur
         assert tx_msg.data["tx"] == tx.to_dict()
 
         # a competing branch from block 2 that is longer: a reorg is announced
-        fork = blocks[0].header
-        parent = fork
-        branch: list[Block] = []
-        for _ in range(3):
-            block = build_block(
-                REGTEST,
-                parent,
-                bits=parent.bits,
-                transactions=[],
-                miner_address=test_key(5).address,
-                timestamp=parent.timestamp + 1,
-            )
-            mined = mine_block(block)
-            assert mined is not None
-            branch.append(mined)
-            parent = mined.header
-        for block in branch:
+        rival = branch(blocks[0].header, 3, miner=test_key(5).address)
+        for block in rival:
             resp = await ledger_client.post("/mining/submit", json=block.to_dict())
             assert resp.status == 201, await resp.text()
         reorg = await _next(sub, Kind.REORG)
-        assert reorg.data["new_tip"] == branch[1].hash  # height 4 beats the old tip at 3
+        assert reorg.data["new_tip"] == rival[1].hash  # height 4 beats the old tip at 3
         assert reorg.data["depth"] == 1
         assert reorg.data["disconnected"] == [blocks[1].hash]
 

@@ -15,21 +15,11 @@ from pybtc import COIN, REGTEST, Account, Block, BlockHeader, Reason, Validation
 from pybtc.mining import build_block, mine_block
 from pybtc.pow import block_work
 from pybtc.state import connect_block
-from tests.chainutil import NOW, FundedChain, make_funded_chain, test_key
+from tests.chainutil import NOW, FundedChain, child_block, make_funded_chain, test_key
 
 
 def _branch_block(f: FundedChain, parent: BlockHeader, txs: list, miner_n: int = 9) -> Block:
-    block = build_block(
-        REGTEST,
-        parent,
-        bits=parent.bits,
-        transactions=txs,
-        miner_address=test_key(miner_n).address,
-        timestamp=parent.timestamp + 2,
-    )
-    mined = mine_block(block)
-    assert mined is not None
-    return mined
+    return child_block(parent, txs, miner=test_key(miner_n).address)
 
 
 def _replayed(blocks: list[Block]) -> dict[str, Account]:

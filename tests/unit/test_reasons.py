@@ -28,7 +28,7 @@ from pybtc.chain import MemoryChain
 from pybtc.mining import build_block, mine_block
 from pybtc.pow import bits_to_target
 from pybtc.validation import validate_block, validate_block_context, validate_transaction
-from tests.chainutil import NOW, FundedChain, make_funded_chain
+from tests.chainutil import NOW, FundedChain, child_block, make_funded_chain
 
 Trigger = Callable[[], object]
 
@@ -275,15 +275,7 @@ def case_invalid_ancestor(f: FundedChain) -> Trigger:
 
 
 def _side_block(f: FundedChain, parent: BlockHeader, txs: tuple[Transaction, ...]) -> Block:
-    block = build_block(
-        REGTEST,
-        parent,
-        bits=parent.bits,
-        transactions=list(txs),
-        miner_address=f.others[2].address,
-        timestamp=parent.timestamp + 1,
-    )
-    return _remine(block)
+    return child_block(parent, txs, miner=f.others[2].address)
 
 
 CASES: dict[Reason, Callable[[FundedChain], Trigger]] = {
