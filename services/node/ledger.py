@@ -48,6 +48,9 @@ from services.node.store import Store
 
 logger = logging.getLogger(__name__)
 
+FATES_KEPT = 10_000
+"""How many re-queued or dropped transactions GET /tx/{txid} can still tell about."""
+
 
 @dataclass(frozen=True)
 class MempoolPolicy:
@@ -68,10 +71,22 @@ class TipChange:
     connected: list[Block] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    fates: dict[str, tuple[Transaction, str | None]] = field(default_factory=dict)
+    """Each re-queued or dropped transaction with the reason it was dropped (None: re-queued)."""
 
     @property
     def is_reorg(self) -> bool:
         return bool(self.disconnected)
+
+    def requeue(self, tx: Transaction) -> None:
+        self.requeued.append(tx.txid)
+        self.fates[tx.txid] = (tx, None)
+
+    def drop(self, tx: Transaction, reason: str) -> None:
+        if tx.txid in self.requeued:
+            self.requeued.remove(tx.txid)
+        self.dropped.append(tx.txid)
+        self.fates[tx.txid] = (tx, reason)
 
 
 @dataclass(frozen=True)
@@ -229,7 +244,7 @@ class Ledger:
                         raise _BadBranchError(head.hash, exc) from exc
                     change.connected.append(stored.block)
                 self._refresh_mempool(change, now)
-                if change.is_reorg:
+                reorg_id = (
                     self.store.log_reorg(
                         now,
                         len(change.disconnected),
@@ -239,6 +254,12 @@ class Ledger:
                         change.requeued,
                         change.dropped,
                     )
+                    if change.is_reorg
+                    else None
+                )
+                for tx, reason in change.fates.values():
+                    fate = "dropped" if reason else "requeued"
+                    self.store.record_fate(now, tx, fate, reason, reorg_id, FATES_KEPT)
         except _BadBranchError as bad:
             with self.store.transaction():
                 self._mark_invalid(bad.block_hash, bad.error.reason)
@@ -346,10 +367,10 @@ class Ledger:
                 senders.add(tx.sender)
                 taken = {p.tx.nonce for p in self.store.mempool_by_sender(tx.sender)}
                 if tx.nonce in taken:  # a pending replacement with the same nonce wins
-                    change.dropped.append(tx.txid)
+                    change.drop(tx, "replaced")  # by a pending tx with the same nonce
                     continue
                 self.store.mempool_add(tx, now)
-                change.requeued.append(tx.txid)
+                change.requeue(tx)
         for sender in senders:
             account = self.store.account(sender)
             expected, balance = account.nonce, account.balance
@@ -362,9 +383,7 @@ class Ledger:
                 reason = Reason.BAD_NONCE if tx.nonce != expected else Reason.INSUFFICIENT_FUNDS
                 self.store.mempool_remove(tx.txid)
                 self.log_rejection(now, "tx", tx.txid, str(reason), "dropped after a tip change")
-                if tx.txid in change.requeued:
-                    change.requeued.remove(tx.txid)
-                change.dropped.append(tx.txid)
+                change.drop(tx, str(reason))
         while self.store.mempool_count() > self.policy.max_count:  # re-queued past the limit
             cheapest = self.store.mempool_cheapest_leaf()
             if cheapest is None:  # pragma: no cover - a non-empty pool has a leaf
@@ -372,9 +391,7 @@ class Ledger:
             txid = cheapest.tx.txid
             self.store.mempool_remove(txid)
             self.log_rejection(now, "tx", txid, "mempool-full", "evicted: a reorg filled the pool")
-            if txid in change.requeued:
-                change.requeued.remove(txid)
-            change.dropped.append(txid)
+            change.drop(cheapest.tx, "mempool-full")
 
     def log_rejection(
         self,

@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS reorgs (
     fork_height INTEGER NOT NULL, old_tip TEXT NOT NULL, new_tip TEXT NOT NULL,
     requeued TEXT NOT NULL, dropped TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tx_fates (
+    txid TEXT PRIMARY KEY, at INTEGER NOT NULL, fate TEXT NOT NULL, reason TEXT,
+    reorg_id INTEGER, body TEXT NOT NULL, seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tx_fates_by_seq ON tx_fates(seq);
 """
 
 
@@ -258,6 +263,15 @@ class Store:
             (start, limit),
         )
         return [json.loads(r[0]) for r in rows]
+
+    def main_summaries(self, start: int, limit: int) -> list[dict[str, Any]]:
+        """Headers with `tx_count`, without reading the blocks' bodies (lists and charts)."""
+        rows = self.db.execute(
+            "SELECT header, tx_count FROM main_chain JOIN blocks USING (hash) "
+            "WHERE main_chain.height >= ? ORDER BY main_chain.height LIMIT ?",
+            (start, limit),
+        )
+        return [json.loads(r[0]) | {"tx_count": r[1]} for r in rows]
 
     def is_main(self, block_hash: str, height: int) -> bool:
         return self.main_hash(height) == block_hash
@@ -461,12 +475,56 @@ class Store:
         new_tip: str,
         requeued: list[str],
         dropped: list[str],
-    ) -> None:
-        self.db.execute(
+    ) -> int:
+        cursor = self.db.execute(
             "INSERT INTO reorgs(at, depth, fork_height, old_tip, new_tip, requeued, dropped) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (at, depth, fork_height, old_tip, new_tip, json.dumps(requeued), json.dumps(dropped)),
         )
+        return int(cursor.lastrowid or 0)
+
+    def record_fate(
+        self,
+        at: int,
+        tx: Transaction,
+        fate: str,
+        reason: str | None,
+        reorg_id: int | None,
+        keep: int,
+    ) -> None:
+        """What a tip change did to a transaction that left a block or the mempool: `requeued`
+        or `dropped` (with the reason). The latest fate of each txid is kept, `keep` in all."""
+        seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM tx_fates").fetchone()[0]
+        self.db.execute(
+            "INSERT OR REPLACE INTO tx_fates(txid, at, fate, reason, reorg_id, body, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (tx.txid, at, fate, reason, reorg_id, json.dumps(tx.to_dict()), seq),
+        )
+        self.db.execute("DELETE FROM tx_fates WHERE seq <= ?", (seq - keep,))
+
+    def tx_fate(self, txid: str) -> dict[str, Any] | None:
+        """The latest fate of a transaction, with the reorg that caused it (if one did)."""
+        row = self.db.execute(
+            "SELECT f.at, f.fate, f.reason, f.body, r.at, r.depth, r.fork_height, r.old_tip, "
+            "r.new_tip FROM tx_fates f LEFT JOIN reorgs r ON r.id = f.reorg_id WHERE f.txid = ?",
+            (txid,),
+        ).fetchone()
+        if row is None:
+            return None
+        reorg = (
+            None
+            if row[4] is None
+            else dict(
+                zip(("at", "depth", "fork_height", "old_tip", "new_tip"), row[4:], strict=True)
+            )
+        )
+        return {
+            "at": row[0],
+            "fate": row[1],
+            "reason": row[2],
+            "transaction": json.loads(row[3]),
+            "reorg": reorg,
+        }
 
     def reorgs(self, limit: int) -> list[dict[str, Any]]:
         rows = self.db.execute(

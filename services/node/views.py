@@ -242,14 +242,7 @@ async def blocks(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 20, low=1, high=MAX_PAGE)
     top = min(before - 1, height)
     start = max(1, top - limit + 1)
-    items = (
-        [
-            s.block.header.to_dict() | {"tx_count": len(s.block.transactions)}
-            for s in ledger.store.main_blocks(start, top - start + 1)
-        ]
-        if top >= 1
-        else []
-    )
+    items = ledger.store.main_summaries(start, top - start + 1) if top >= 1 else []
     return web.json_response({"height": height, "blocks": list(reversed(items))})
 
 
@@ -301,34 +294,36 @@ async def block_by_hash(request: web.Request) -> web.Response:
 
 @routes.get("/tx/{txid}")
 async def transaction(request: web.Request) -> web.Response:
-    """A transaction and its status: confirmed (with confirmations) or pending (with place)."""
+    """A transaction and its status: confirmed (with confirmations), pending (with its place in
+    the mempool) or dropped by a tip change; `fate` tells what the last reorg did to it."""
     txid = _hex_id(request, "txid")
     ledger = _ledger(request)
+    fate = ledger.store.tx_fate(txid)
+    body = fate.pop("transaction") if fate else None
     where = ledger.store.chain_tx(txid)
     if where is not None:
         block_hash, height, position = where
         stored = ledger.store.get_block(block_hash)
         assert stored is not None
-        return web.json_response(
-            {
-                "transaction": stored.block.transactions[position].to_dict(),
-                "status": "confirmed",
-                "block_hash": block_hash,
-                "height": height,
-                "confirmations": ledger.height - height + 1,
-            }
-        )
-    pending = ledger.store.mempool_get(txid)
-    if pending is None:
-        raise ServiceError(404, "not-found", "no transaction with that id in the chain or mempool")
-    return web.json_response(
-        {
+        view = {
+            "transaction": stored.block.transactions[position].to_dict(),
+            "status": "confirmed",
+            "block_hash": block_hash,
+            "height": height,
+            "confirmations": ledger.height - height + 1,
+        }
+    elif (pending := ledger.store.mempool_get(txid)) is not None:
+        view = {
             "transaction": pending.tx.to_dict(),
             "status": "pending",
             "mempool_position": ledger.store.mempool_position(txid),
             "received_at": pending.received_at,
         }
-    )
+    elif fate is not None and fate["fate"] == "dropped":
+        view = {"transaction": body, "status": "dropped"}
+    else:
+        raise ServiceError(404, "not-found", "no transaction with that id in the chain or mempool")
+    return web.json_response(view | {"fate": fate})
 
 
 def _address(request: web.Request) -> str:

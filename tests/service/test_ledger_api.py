@@ -328,6 +328,7 @@ async def test_tx_pending_then_confirmed(ledger_client: TestClient) -> None:
     assert pending["transaction"] == tx.to_dict()
     assert pending["mempool_position"] == 1
     assert isinstance(pending["received_at"], int)
+    assert pending["fate"] is None
 
     (block,) = await mine(ledger_client, MINER.address)
     confirmed = await get_json(ledger_client, f"/tx/{tx.txid}")
@@ -337,6 +338,7 @@ async def test_tx_pending_then_confirmed(ledger_client: TestClient) -> None:
         "block_hash": block.hash,
         "height": 4,
         "confirmations": 1,
+        "fate": None,  # no reorg has touched it
     }
     await mine(ledger_client, MINER.address)
     assert (await get_json(ledger_client, f"/tx/{tx.txid}"))["confirmations"] == 2
@@ -554,6 +556,9 @@ async def test_reorg_to_a_longer_branch(ledger_client: TestClient) -> None:
     again = await get_json(ledger_client, f"/tx/{tx.txid}")
     assert again["status"] == "pending"
     assert again["mempool_position"] == 1
+    assert (again["fate"]["fate"], again["fate"]["reason"]) == ("requeued", None)
+    assert again["fate"]["reorg"] == {k: reorg[k] for k in again["fate"]["reorg"]}
+    assert again["fate"]["reorg"]["depth"] == 1
     assert await mempool_txids(ledger_client) == [tx.txid]
     stale = await get_json(ledger_client, f"/blocks/{old_tip.hash}")
     assert (stale["in_best_chain"], stale["confirmations"]) == (False, 0)
@@ -569,6 +574,10 @@ async def test_reorg_to_a_longer_branch(ledger_client: TestClient) -> None:
     confirmed = await get_json(ledger_client, f"/tx/{tx.txid}")
     assert (confirmed["status"], confirmed["height"]) == ("confirmed", 7)
     assert confirmed["block_hash"] == block7.hash
+    assert confirmed["fate"] == again["fate"]  # it went through a reorg before this block
+    first = await get_json(ledger_client, "/blocks/height/2")
+    coinbase = first["block"]["transactions"][0]["txid"]
+    assert (await get_json(ledger_client, f"/tx/{coinbase}"))["fate"] is None
     assert (await get_json(ledger_client, "/status"))["mempool_size"] == 0
 
 
@@ -577,7 +586,7 @@ async def test_reorg_drops_a_transaction_double_spent_on_the_new_branch(
 ) -> None:
     """When the winning branch confirms another transaction with the same sender and nonce,
     the old branch's transaction is not re-queued: /reorgs lists it as dropped, /rejections
-    says why (bad-nonce, from the mempool), and it is gone from /tx.
+    says why (bad-nonce, from the mempool), and /tx shows it as dropped by that reorg.
     """
     await mine(ledger_client, MINER.address, 3)
     to_alice = sign(MINER, ALICE.address, COIN, nonce=0)
@@ -592,7 +601,10 @@ async def test_reorg_drops_a_transaction_double_spent_on_the_new_branch(
     (reorg,) = (await get_json(ledger_client, "/reorgs"))["reorgs"]
     assert (reorg["old_tip"], reorg["new_tip"]) == (old_tip.hash, side6.hash)
     assert (reorg["requeued"], reorg["dropped"]) == ([], [to_alice.txid])
-    assert (await ledger_client.get(f"/tx/{to_alice.txid}")).status == 404
+    dropped = await get_json(ledger_client, f"/tx/{to_alice.txid}")
+    assert (dropped["status"], dropped["transaction"]) == ("dropped", to_alice.to_dict())
+    assert (dropped["fate"]["fate"], dropped["fate"]["reason"]) == ("dropped", "bad-nonce")
+    assert dropped["fate"]["reorg"]["new_tip"] == side6.hash
     assert (await get_json(ledger_client, f"/tx/{to_bob.txid}"))["height"] == 5
     assert await mempool_txids(ledger_client) == []
     rejection = (await get_json(ledger_client, "/rejections"))["rejections"][0]
@@ -819,3 +831,7 @@ async def test_reorg_requeue_respects_the_mempool_limit(small_pool: TestClient) 
     assert (await get_json(small_pool, "/status"))["tip"] == side7.hash
     pool = await get_json(small_pool, "/mempool")
     assert pool["count"] <= 3, [t["fee"] for t in pool["transactions"]]
+    reorg = (await get_json(small_pool, "/reorgs"))["reorgs"][0]
+    assert (reorg["requeued"], reorg["dropped"]) == ([], [confirmed.txid])
+    evicted = await get_json(small_pool, f"/tx/{confirmed.txid}")
+    assert (evicted["status"], evicted["fate"]["reason"]) == ("dropped", "mempool-full")
