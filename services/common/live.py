@@ -1,4 +1,10 @@
-"""Live updates: the ledger's announcements pushed to open pages as Server-Sent Events."""
+"""Live updates: the ledger's announcements pushed to open pages as Server-Sent Events.
+
+`Broadcaster` fans events out to every open `GET /events` stream; `forward_announcements`
+subscribes to the node's bus and passes its ledger's block, tip, transaction and reorg
+announcements on; after a bus reconnect pages are told to `resync` (re-read from the ledger),
+since announcements published while the bus was away are lost. Used by the explorer and wallet.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
+from services.common.bus import Bus, Kind
+from services.common.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +82,41 @@ class Broadcaster:
         finally:
             self.clients.discard(queue)
         return response
+
+
+@contextlib.asynccontextmanager
+async def forward_announcements(
+    settings: Settings, broadcaster: Broadcaster, service: str
+) -> AsyncIterator[None]:
+    """While open: this node's ledger's announcements reach `broadcaster` (no bus: nothing)."""
+    if not settings.redis_url:
+        yield
+        return
+    bus = Bus(
+        settings.redis_url,
+        settings.network,
+        f"{settings.origin}/{service}",
+        resync=_resync(broadcaster),
+    )
+    await bus.start()
+    task = asyncio.create_task(_forward(bus, broadcaster, f"{settings.origin}/ledger"))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await bus.close()
+
+
+def _resync(broadcaster: Broadcaster) -> Callable[[], Awaitable[None]]:
+    async def resync() -> None:  # the bus reconnected: open pages re-read everything
+        broadcaster.send("resync", {"at": int(time.time())})
+
+    return resync
+
+
+async def _forward(bus: Bus, broadcaster: Broadcaster, ledger_origin: str) -> None:
+    async with bus.subscribe(Kind.BLOCK, Kind.TIP, Kind.TX, Kind.REORG) as subscription:
+        async for envelope in subscription:
+            if envelope.origin == ledger_origin:
+                broadcaster.send(str(envelope.type), envelope.data)

@@ -15,9 +15,10 @@ from aiohttp import web
 from pybtc import AddressError, decode_address
 from pybtc.pow import block_work
 from services.common.ledger_client import LedgerClient
+from services.common.live import Broadcaster
 from services.common.settings import Settings
 from services.common.web import ServiceError, query_int
-from services.explorer.live import Broadcaster
+from services.explorer.charts import Chart, block_time_chart, difficulty_chart
 
 SETTINGS = web.AppKey("settings", Settings)
 LEDGER = web.AppKey("ledger", LedgerClient)
@@ -25,6 +26,9 @@ BROADCASTER = web.AppKey("broadcaster", Broadcaster)
 routes = web.RouteTableDef()
 
 PAGE = 20
+DASHBOARD_CHART = 100  # blocks drawn by the dashboard's charts
+CHART_MAX = 499  # the ledger lists at most 500 blocks at once: N blocks and one parent
+CHART_CHOICES = (50, 100, 200, 499)
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -48,16 +52,41 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
     """Height, difficulty, work, mempool, peers, the latest blocks and transactions."""
     ledger = _ledger(request)
     status = await ledger.get("/status")
-    blocks = (await ledger.get("/blocks", limit="10"))["blocks"]
+    recent = (await ledger.get("/blocks", limit=str(DASHBOARD_CHART + 1)))["blocks"]
     mempool = await ledger.get("/mempool", limit="10")
     peers = (await ledger.get("/nodes"))["peers"]
     return {
         "page": "dashboard",
         "status": status,
-        "blocks": blocks,
+        "blocks": recent[:10],
         "mempool": mempool,
         "peers": peers,
-        "hash_rate": _hash_rate_estimate(blocks),
+        "hash_rate": _hash_rate_estimate(recent[:10]),
+        "charts": _charts(request, recent),
+        "chart_blocks": DASHBOARD_CHART,
+    }
+
+
+def _charts(request: web.Request, newest_first: list[dict[str, Any]]) -> list[Chart]:
+    params = request.app[SETTINGS].params
+    oldest_first = list(reversed(newest_first))
+    return [
+        difficulty_chart(oldest_first[1:], params.pow_limit),
+        block_time_chart(oldest_first, params.target_block_time),
+    ]
+
+
+@routes.get("/charts")
+@aiohttp_jinja2.template("charts.html")
+async def charts(request: web.Request) -> dict[str, Any]:
+    """Difficulty and block time over the latest `?blocks=` blocks (10 to 499)."""
+    count = query_int(request, "blocks", 200, low=10, high=CHART_MAX)
+    newest_first = (await _ledger(request).get("/blocks", limit=str(count + 1)))["blocks"]
+    return {
+        "page": "charts",
+        "charts": _charts(request, newest_first),
+        "count": count,
+        "choices": CHART_CHOICES,
     }
 
 
@@ -148,8 +177,10 @@ async def address(request: web.Request) -> dict[str, Any]:
 @aiohttp_jinja2.template("mempool.html")
 async def mempool(request: web.Request) -> dict[str, Any]:
     offset = query_int(request, "offset", 0, low=0, high=2**40)
-    body = await _ledger(request).get("/mempool", offset=str(offset), limit=str(PAGE * 5))
-    return {"page": "mempool", "mempool": body, "offset": offset}
+    ledger = _ledger(request)
+    body = await ledger.get("/mempool", offset=str(offset), limit=str(PAGE * 5))
+    rejections = (await ledger.get("/rejections", limit=str(PAGE)))["rejections"]
+    return {"page": "mempool", "mempool": body, "offset": offset, "rejections": rejections}
 
 
 @routes.get("/network")

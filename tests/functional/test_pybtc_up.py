@@ -7,27 +7,16 @@ everything (ledger and embedded Redis) with exit code 0, and a taken port is a c
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-PYBTC = str(Path(sys.executable).with_name("pybtc"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.upnode import UpNode
 
 
 def _alive(pid: int) -> bool:
@@ -43,73 +32,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-class Node:
-    """A `pybtc up` process and what it printed."""
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.miner_port = _free_port()
-        env = dict(
-            os.environ,
-            PYBTC_LEDGER_PORT=str(port),
-            PYBTC_MINER_PORT=str(self.miner_port),
-            PYBTC_EXPLORER_PORT=str(_free_port()),
-            PYBTC_MINER_WORKERS="1",
-            PYBTC_REDIS_URL="",
-        )
-        self.port = port
-        self.proc = subprocess.Popen(
-            [PYBTC, "up", "--network", "regtest", "--data-dir", str(data_dir)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-
-    def read_until(self, pattern: str, timeout: float = 30) -> re.Match[str]:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-        raise AssertionError(f"{pattern!r} not printed; output:\n{''.join(self.lines)}")
-
-    def get(self, path: str, port: int | None = None) -> dict[str, object]:
-        url = f"http://127.0.0.1:{port or self.port}{path}"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        assert self.proc.stdout is not None
-        if not self.proc.stdout.closed:
-            self.lines.extend(self.proc.stdout.readlines())
-            self.proc.stdout.close()
-        return code
-
-
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    started = Node(tmp_path / "data", _free_port())
+def node(tmp_path: Path) -> Iterator[UpNode]:
+    started = UpNode(tmp_path / "data")
     try:
         yield started
     finally:
         started.stop()
 
 
-def test_up_serves_restarts_and_stops_cleanly(node: Node) -> None:
+def test_up_serves_restarts_and_stops_cleanly(node: UpNode) -> None:
     redis_pid = int(node.read_until(r"redis started pid=(\d+)").group(1))
     ledger_pid = int(node.read_until(r"started service=ledger pid=(\d+)").group(1))
     node.read_until(r"Press Ctrl-C to stop")
@@ -156,7 +88,7 @@ def test_up_reports_a_taken_port(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = int(taken.getsockname()[1])
-        blocked = Node(tmp_path / "data", port)
+        blocked = UpNode(tmp_path / "data", port)
         try:
             blocked.proc.wait(60)
         finally:

@@ -18,7 +18,7 @@ from pybtc import COIN, REGTEST, Block, Transaction
 from pybtc.mining import mine_block
 from services.common.settings import Settings
 from services.explorer.app import create_app
-from tests.chainutil import branch, test_key
+from tests.chainutil import branch, child_block, test_key
 from tests.service.ledgerutil import LedgerNode
 
 
@@ -38,9 +38,14 @@ class World:
                 template = Block.from_dict((await resp.json())["block"])
             block = mine_block(template)
             assert block is not None
-            async with http.post(f"{self.node.url}/mining/submit", json=block.to_dict()) as resp:
-                assert resp.status == 201
+            await self.submit(http, [block])
             self.blocks.append(block)
+
+    async def submit(self, http: aiohttp.ClientSession, blocks: list[Block]) -> None:
+        """Hand the ledger blocks mined elsewhere (a rival branch)."""
+        for block in blocks:
+            async with http.post(f"{self.node.url}/mining/submit", json=block.to_dict()) as resp:
+                assert resp.status == 201, await resp.text()
 
 
 @pytest.fixture
@@ -177,9 +182,7 @@ async def test_forks_page_draws_stale_branches_and_lists_reorgs(world: World) ->
     assert "No reorg yet" in quiet
     rival = branch(world.blocks[0].header, 3, miner=test_key(5).address)  # from height 2
     async with aiohttp.ClientSession() as http:
-        for block in rival:
-            async with http.post(f"{world.node.url}/mining/submit", json=block.to_dict()) as resp:
-                assert resp.status == 201
+        await world.submit(http, rival)
     page = await _page(world.client, "/forks")
     assert 'id="reorgs"' in page
     for stale in world.blocks[1:]:  # the old branch is drawn, as stale blocks
@@ -187,3 +190,72 @@ async def test_forks_page_draws_stale_branches_and_lists_reorgs(world: World) ->
     assert 'class="stale"' in page
     assert f'href="/block/{rival[-1].hash}"' in page
     assert "<td>2</td>" in page  # depth of the reorg: two blocks replaced
+
+
+async def test_tx_page_tells_what_a_reorg_did(world: World) -> None:
+    """A confirmed transaction whose block a reorg disconnects is shown re-queued (pending
+    again); one that the winning branch double-spends is shown dropped, with the reason."""
+    assert world.tx is not None
+    async with aiohttp.ClientSession() as http:
+        await world.mine(http)  # confirms world.tx at height 5
+        fork = world.blocks[2].header  # height 4
+        double = Transaction.create(
+            test_key(0),
+            test_key(2).address,
+            COIN,
+            fee=1_000,
+            nonce=0,
+            timestamp=0,
+            network_id=REGTEST.network_id,
+        )
+        loser_tx = world.tx
+        confirmed = await _page(world.client, f"/tx/{loser_tx.txid}")
+        assert "Confirmed in block" in confirmed
+        assert 'id="tx-fate"' not in confirmed
+        winning = [child_block(fork, [double], miner=test_key(5).address)]
+        winning += branch(winning[0].header, 1, miner=test_key(5).address)
+        await world.submit(http, winning)
+    dropped = await _page(world.client, f"/tx/{loser_tx.txid}")
+    assert "Dropped" in dropped
+    assert "same nonce is in the best chain" in dropped
+    assert 'id="tx-fate"' in dropped
+    assert f'href="/block/{winning[-1].hash}"' in dropped  # the reorg's new tip
+    forks = await _page(world.client, "/forks")
+    assert f'href="/tx/{loser_tx.txid}"' in forks
+
+
+async def test_tx_page_shows_a_requeued_transaction(world: World) -> None:
+    assert world.tx is not None
+    async with aiohttp.ClientSession() as http:
+        await world.mine(http)  # confirms world.tx at height 5
+        rival = branch(world.blocks[2].header, 2, miner=test_key(5).address)
+        await world.submit(http, rival)
+        page = await _page(world.client, f"/tx/{world.tx.txid}")
+        assert "Re-queued after a reorg" in page
+        assert "position 1 in the mempool" in page
+        assert "put it back in the mempool" in page
+        await world.mine(http)
+    again = await _page(world.client, f"/tx/{world.tx.txid}")
+    assert "Confirmed in block" in again
+    assert "confirmed again since" in again
+
+
+HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+
+
+async def test_refused_transactions_are_listed_as_text(world: World) -> None:
+    """A transaction the ledger refused is listed on the mempool page exactly as sent (its
+    claimed txid and the reason, which quotes the bad recipient), escaped."""
+    assert world.tx is not None
+    hostile = world.tx.to_dict() | {"recipient": HOSTILE, "txid": HOSTILE[:40]}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{world.node.url}/transactions/new", json=hostile) as resp,
+    ):
+        assert resp.status == 400
+    page = await _page(world.client, "/mempool")
+    assert 'id="rejections"' in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<img" not in page
+    assert "<script>alert" not in page
+    assert "bad-address" in page

@@ -1,0 +1,124 @@
+"""A whole node as users start it: the `pybtc up` console script in a subprocess.
+
+`UpNode(data_dir)` runs `pybtc up --network regtest` with its own embedded Redis and free
+loopback ports for every service; `read_until` follows its output, `get`/`post` talk JSON to
+any of its services, `stop` sends SIGTERM (as Ctrl-C would) and returns the exit code. Used by
+the functional test of `pybtc up` and by the browser tests that need a real miner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PYBTC = str(Path(sys.executable).with_name("pybtc"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class UpNode:
+    """A `pybtc up` process, its ports and what it printed."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
+        self.miner_port = free_port()
+        self.explorer_port = free_port()
+        full_env = dict(
+            os.environ,
+            PYBTC_LEDGER_PORT=str(self.port),
+            PYBTC_MINER_PORT=str(self.miner_port),
+            PYBTC_EXPLORER_PORT=str(self.explorer_port),
+            PYBTC_MINER_WORKERS="1",
+            PYBTC_REDIS_URL="",
+        )
+        self.proc = subprocess.Popen(
+            [PYBTC, "up", "--network", "regtest", "--data-dir", str(data_dir)],
+            env=full_env | env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def explorer_url(self) -> str:
+        return f"http://127.0.0.1:{self.explorer_port}"
+
+    def read_until(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        """The first line of output (from here on) matching `pattern`."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        raise AssertionError(f"{pattern!r} not printed; output:\n{''.join(self.lines)}")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until every service is up (the table is printed) and the explorer answers."""
+        self.read_until(r"Press Ctrl-C to stop", timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.get("/healthz", self.explorer_port)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def get(self, path: str, port: int | None = None, timeout: float = 5) -> Any:
+        url = f"http://127.0.0.1:{port or self.port}{path}"
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def post(self, path: str, body: Any, port: int | None = None) -> tuple[int, Any]:
+        """POST JSON; the status and decoded body, refusals included."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port or self.port}{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        assert self.proc.stdout is not None
+        if not self.proc.stdout.closed:
+            self.lines.extend(self.proc.stdout.readlines())
+            self.proc.stdout.close()
+        return code
