@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import Gauge
 
-from pybtc import PrivateKey, decode_address
+from pybtc import decode_address
 from services.common.bus import Bus, Kind
 from services.common.ledger_client import LedgerClient
+from services.common.node_key import load_or_create_node_key
 from services.common.settings import Settings
 from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
 from services.miner.engine import Engine, default_workers
@@ -30,16 +30,7 @@ def reward_address(settings: Settings) -> str:
     if settings.miner_address:
         decode_address(settings.miner_address)
         return settings.miner_address
-    path = settings.data_dir / f"miner-{settings.network}.key"
-    if path.exists():
-        key = PrivateKey.from_hex(path.read_text().strip())
-    else:
-        key = PrivateKey.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key.hex() + "\n")
-        logger.info("new reward key path=%s address=%s", path, key.address)
+    key = load_or_create_node_key(settings)
     return key.address
 
 
