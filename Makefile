@@ -44,6 +44,7 @@ test-browser: $(STAMP)  ## browser tests: Debian's chromium (installed if missin
 bench: $(STAMP)  ## benchmarks: print figures (not tests)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/hashrate.py
+	$(BIN)/python bench/explorer.py
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
