@@ -15,6 +15,7 @@ from pybtc.pow import bits_to_target, block_work
 from services.common.logs import setup_logging
 from services.common.settings import Settings, SettingsError
 from services.up import run_node
+from services.wallet.cli import wallet
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,6 +128,8 @@ def check_address(address: str) -> None:
         sys.exit(2)
     click.echo(f"valid pyBTC address (key hash {payload.hex()})")
 
+
+main.add_command(wallet)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -2,8 +2,9 @@
 
 Every value is computed by `pybtc` from fixed inputs (keys from seeds such as
 sha256(b"pybtc vector key 1"), fixed timestamps after the genesis time) by the builders in
-`primitives`, `objects` and `consensus`, so running this twice gives the same files byte for
-byte. `tests/unit/test_vectors.py` checks the code against the
+`primitives`, `objects` and `consensus` (and `wallet`: the wallet file of docs/wallet.md,
+from `services.wallet.keyfile`, with fixed salts and nonces), so running this twice gives the
+same files byte for byte. `tests/unit/test_vectors.py` checks the code against the
 files and checks that `build()` still reproduces them exactly; a change here is a protocol
 change (docs/protocol.md).
 
@@ -29,6 +30,7 @@ from tests.vectors.consensus import (
 )
 from tests.vectors.objects import blocks_vectors, merkle_vectors, transactions_vectors
 from tests.vectors.primitives import addresses_vectors, encoding_vectors, keys_vectors
+from tests.vectors.wallet import wallet_file_vectors
 
 FILES: dict[str, Callable[[], dict[str, Any]]] = {
     "encoding.json": encoding_vectors,
@@ -42,6 +44,7 @@ FILES: dict[str, Callable[[], dict[str, Any]]] = {
     "subsidy.json": subsidy_vectors,
     "params.json": params_vectors,
     "reasons.json": reasons_vectors,
+    "wallet_file.json": wallet_file_vectors,
 }
 
 

@@ -1,0 +1,564 @@
+"""`pybtc wallet`: a wallet in the shell, non-custodial like the browser's (docs/wallet.md).
+
+The key lives in a wallet file (services/wallet/keyfile.py) under a passphrase asked at a
+prompt or read from PYBTC_WALLET_PASSPHRASE. Transactions are signed here and only the signed
+transaction is sent to the ledger. The ledger and the wallet service are spoken to with the
+standard library's urllib: JSON, a timeout, no redirects, no proxy for loopback; every network
+error and every refusal (`{"error", "reason"}`) ends the command with one clear line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.client import HTTPException
+from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pybtc import (
+    NETWORKS,
+    AddressError,
+    PrivateKey,
+    Transaction,
+    ValidationError,
+    decode_address,
+    format_amount,
+    get_params,
+    parse_amount,
+)
+from services.wallet.keyfile import (
+    KeyFile,
+    KeyFileError,
+    decrypt_key,
+    encrypt_key,
+    parse_key_file,
+    read_key_file,
+    write_key_file,
+)
+
+DEFAULT_NODE = "http://127.0.0.1:5000"
+DEFAULT_WALLET_URL = "http://127.0.0.1:8081"
+DEFAULT_FEE = 1_000
+"""The ledger's minimum relay fee (Settings.min_fee), in units."""
+TIMEOUT = 10.0
+MAX_REPLY = 4 * 1024 * 1024
+PASSPHRASE_VARIABLE = "PYBTC_WALLET_PASSPHRASE"  # noqa: S105 - a variable's name, not a secret
+CSRF_COOKIE = "pybtc_csrf"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx is then answered as it is: a refusal, never followed
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status, JSON body (None when it was not JSON) and headers."""
+
+    status: int
+    body: Any
+    headers: Any
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A pyBTC service at `base_url`; `what` and `option` name it in error messages."""
+
+    base_url: str
+    what: str
+    option: str
+
+    @classmethod
+    def at(cls, url: str, what: str, option: str) -> Remote:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise click.ClickException(f"{option}: {url!r} is not an http:// or https:// URL")
+        return cls(url.rstrip("/"), what, option)
+
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Reply:
+        """One request; any HTTP status is a Reply, a network failure a ClickException."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)  # noqa: S310 - scheme checked in `at`
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        host = urllib.parse.urlsplit(self.base_url).hostname or ""
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({} if _is_loopback(host) else None), _NoRedirect()
+        )
+        try:
+            try:
+                with opener.open(request, timeout=TIMEOUT) as response:
+                    return Reply(response.status, _json(response.read(MAX_REPLY)), response.headers)
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    return Reply(exc.code, _json(exc.read(MAX_REPLY)), exc.headers)
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise self._timed_out() from None
+            detail = getattr(exc.reason, "strerror", None) or str(exc.reason)
+            raise click.ClickException(
+                f"cannot reach {self.what} at {self.base_url}: {detail} "
+                f"(is it running? give another with {self.option})"
+            ) from None
+        except TimeoutError:
+            raise self._timed_out() from None
+        except (HTTPException, OSError) as exc:
+            raise click.ClickException(
+                f"the connection to {self.what} at {self.base_url} failed: {exc!r}"
+            ) from None
+
+    def get(self, path: str) -> Any:
+        """GET a JSON object that must come back 200."""
+        return self.expect(self.call("GET", path), 200, f"GET {path}")
+
+    def expect(self, reply: Reply, status: int, doing: str) -> Any:
+        """The reply's body when its status is `status`; otherwise the refusal, as an error."""
+        if reply.status == status and isinstance(reply.body, dict):
+            return reply.body
+        if reply.status == status:
+            raise click.ClickException(
+                f"{self.what} at {self.base_url} answered {doing} with something that is not "
+                "a JSON object (is it a pyBTC service?)"
+            )
+        raise click.ClickException(self.refusal(reply, doing))
+
+    def refusal(self, reply: Reply, doing: str) -> str:
+        body = reply.body
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            reason = _printable(str(body.get("reason", "?")))
+            return f"{self.what} refused {doing}: {_printable(body['error'])} ({reason})"
+        return f"{self.what} at {self.base_url} answered {doing} with HTTP {reply.status}"
+
+    def _timed_out(self) -> click.ClickException:
+        return click.ClickException(
+            f"{self.what} at {self.base_url} did not answer within {TIMEOUT:.0f} s"
+        )
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _printable(text: str, limit: int = 500) -> str:
+    """Text from a server, safe to print: no control characters (no terminal escapes)."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- shared options and steps --------------------------------------------------------------------
+
+
+def wallet_options(*, node: bool) -> Callable[[F], F]:
+    """--network and --file, and --node when the command talks to a ledger."""
+
+    def decorate(command: F) -> F:
+        if node:
+            command = click.option(
+                "--node",
+                metavar="URL",
+                default=DEFAULT_NODE,
+                show_default=True,
+                envvar="PYBTC_LEDGER_URL",
+                show_envvar=True,
+                help="The ledger to read from and send to.",
+            )(command)
+        command = click.option(
+            "--file",
+            "file_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="PYBTC_WALLET_FILE",
+            show_envvar=True,
+            help="The wallet file [default: ./wallet-<network>.json].",
+        )(command)
+        return click.option(
+            "--network",
+            type=click.Choice(sorted(NETWORKS)),
+            default="devnet",
+            show_default=True,
+            envvar="PYBTC_NETWORK",
+            show_envvar=True,
+            help="The chain this wallet is for.",
+        )(command)
+
+    return decorate
+
+
+def wallet_path(file_path: Path | None, network: str) -> Path:
+    return file_path if file_path is not None else Path(f"wallet-{network}.json")
+
+
+def load_wallet(file_path: Path | None, network: str) -> tuple[Path, dict[str, Any], KeyFile]:
+    """The wallet file, checked without its passphrase: (path, JSON object, parsed)."""
+    path = wallet_path(file_path, network)
+    if not path.exists():
+        raise click.ClickException(
+            f"no wallet file at {path} (make one with `pybtc wallet new`, or give --file "
+            f"or PYBTC_WALLET_FILE)"
+        )
+    try:
+        doc = read_key_file(path)
+        parsed = parse_key_file(doc)
+    except KeyFileError as exc:
+        raise click.ClickException(exc.message) from None
+    if parsed.network != network:
+        raise click.ClickException(
+            f"{path} is a {parsed.network} wallet, not {network} (use --network {parsed.network})"
+        )
+    return path, doc, parsed
+
+
+def unlock(path: Path, doc: dict[str, Any], network: str) -> PrivateKey:
+    """The private key: the passphrase from PYBTC_WALLET_PASSPHRASE or a hidden prompt."""
+    passphrase = os.environ.get(PASSPHRASE_VARIABLE)
+    if passphrase is None:
+        passphrase = click.prompt(f"Passphrase of {path}", hide_input=True)
+    try:
+        return decrypt_key(doc, passphrase, network=network)
+    except KeyFileError as exc:
+        raise click.ClickException(f"cannot open {path}: {exc.message}") from None
+
+
+def chosen_address(address: str | None, file_path: Path | None, network: str) -> str:
+    """ADDRESS when given (checked), else the wallet file's."""
+    if address is None:
+        return load_wallet(file_path, network)[2].address
+    try:
+        decode_address(address)
+    except AddressError as exc:
+        raise click.ClickException(f"invalid address: {exc.message}") from None
+    return address
+
+
+def ledger_for(node: str, network: str) -> Remote:
+    """The ledger at `node`, refused unless it runs `network` (else signatures would not match)."""
+    ledger = Remote.at(node, "the node", "--node or PYBTC_LEDGER_URL")
+    runs = ledger.get("/status").get("network")
+    if runs not in NETWORKS:
+        raise click.ClickException(f"{ledger.base_url} is not a pyBTC ledger (GET /status)")
+    if runs != network:
+        raise click.ClickException(
+            f"the node at {ledger.base_url} runs {runs}, not {network} "
+            f"(use --network {runs}, or another --node)"
+        )
+    return ledger
+
+
+def number(body: dict[str, Any], name: str) -> int:
+    """An integer field of a ledger answer (a wrong answer must not become a wrong tx)."""
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise click.ClickException(f"the node's answer has no valid {name!r}")
+    return value
+
+
+def coins(units: int, *, signed: bool = False) -> str:
+    text = format_amount(units)
+    return f"+{text}" if signed and units > 0 else text
+
+
+def parse_coins(what: str, text: str) -> int:
+    """`text` as exact units (at most 8 decimals, never rounded); ClickException otherwise."""
+    if text.strip().startswith("-"):
+        raise click.ClickException(f"{what} {text!r}: cannot be negative")
+    try:
+        return parse_amount(text)
+    except ValueError as exc:
+        raise click.ClickException(f"{what} {text!r}: {exc}") from None
+
+
+# -- the commands --------------------------------------------------------------------------------
+
+
+@click.group()
+def wallet() -> None:
+    """A wallet in your shell: make a key, see balance and history, send, get test coins.
+
+    The key is kept in a wallet file (--file, else PYBTC_WALLET_FILE, else
+    ./wallet-<network>.json) encrypted with your passphrase; it never leaves this machine.
+    Transactions are signed here and sent to a ledger (--node, else PYBTC_LEDGER_URL, else
+    http://127.0.0.1:5000). The passphrase is asked at a prompt, or read from
+    PYBTC_WALLET_PASSPHRASE for scripts. See docs/wallet.md.
+
+    \b
+    Example on a regtest node:
+      pybtc wallet new --network regtest
+      pybtc wallet balance --network regtest
+      pybtc wallet send P... 1.5 --network regtest
+    """
+
+
+@wallet.command(short_help="Make a key and write it to a new wallet file.")
+@wallet_options(node=False)
+def new(network: str, file_path: Path | None) -> None:
+    """Make a new key and write it to a new wallet file under a passphrase.
+
+    The passphrase is asked twice (hidden), or read from PYBTC_WALLET_PASSPHRASE. An existing
+    file is never overwritten. Without the file and its passphrase the coins cannot be spent.
+    """
+    path = wallet_path(file_path, network)
+    if path.exists():
+        raise click.ClickException(f"{path} exists already; not overwriting a wallet file")
+    passphrase = os.environ.get(PASSPHRASE_VARIABLE)
+    if passphrase is None:
+        passphrase = click.prompt(
+            "New passphrase",
+            default="",
+            show_default=False,
+            hide_input=True,
+            confirmation_prompt="Repeat the passphrase",
+        )
+    if not passphrase:
+        raise click.ClickException("the passphrase is empty; a wallet file needs one")
+    key = PrivateKey.generate()
+    try:
+        write_key_file(path, encrypt_key(key, passphrase, network))
+    except KeyFileError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"address      {key.address}")
+    click.echo(f"wallet file  {path.resolve()} (readable by you only)")
+    click.echo("keep a copy of the file and remember the passphrase: both are needed to spend")
+
+
+@wallet.command(short_help="Print the wallet's address (no passphrase).")
+@wallet_options(node=False)
+def address(network: str, file_path: Path | None) -> None:
+    """Print the wallet file's address (no passphrase needed)."""
+    click.echo(load_wallet(file_path, network)[2].address)
+
+
+@wallet.command(short_help="Confirmed and unconfirmed balance, next nonce.")
+@click.argument("address", required=False)
+@wallet_options(node=True)
+def balance(address: str | None, network: str, file_path: Path | None, node: str) -> None:
+    """Show the confirmed and unconfirmed balance of ADDRESS (default: the wallet's)."""
+    target = chosen_address(address, file_path, network)
+    info = ledger_for(node, network).get(f"/address/{target}")
+    click.echo(f"address      {target}")
+    click.echo(f"confirmed    {coins(info['balance'])} pyBTC")
+    click.echo(
+        f"unconfirmed  {coins(info['unconfirmed_balance'])} pyBTC "
+        f"({info.get('pending_count', 0)} pending)"
+    )
+    click.echo(f"next nonce   {info['next_nonce']}")
+
+
+@wallet.command(short_help="Pending and confirmed transactions.")
+@click.argument("address", required=False)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 500),
+    default=25,
+    show_default=True,
+    help="How many confirmed transactions to show.",
+)
+@click.option(
+    "--offset",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Skip this many of the newest confirmed ones.",
+)
+@wallet_options(node=True)
+def history(
+    address: str | None, limit: int, offset: int, network: str, file_path: Path | None, node: str
+) -> None:
+    """List ADDRESS's transactions (default: the wallet's): pending first, then confirmed ones
+    newest first, each with what it did to the balance."""
+    target = chosen_address(address, file_path, network)
+    query = urllib.parse.urlencode({"offset": offset, "limit": limit})
+    page = ledger_for(node, network).get(f"/address/{target}/history?{query}")
+    pending, confirmed = page["pending"], page["confirmed"]
+    click.echo(f"address {target}: {page['total']} confirmed transactions")
+    if not pending and not confirmed:
+        click.echo("no transactions" + (" on this page" if offset else " yet"))
+        return
+    click.echo(f"{'STATUS':<10} {'CHANGE (pyBTC)':>20} {'HEIGHT':>7} {'CONF':>5}  TXID")
+    for row in pending:
+        click.echo(
+            f"{'pending':<10} {coins(row['delta'], signed=True):>20} {'-':>7} {'-':>5}  "
+            f"{row['txid']}"
+        )
+    for row in confirmed:
+        click.echo(
+            f"{'confirmed':<10} {coins(row['delta'], signed=True):>20} {row['height']:>7} "
+            f"{row['confirmations']:>5}  {row['txid']}"
+        )
+    shown_to = offset + len(confirmed)
+    if shown_to < page["total"]:
+        click.echo(f"(confirmed {offset + 1}-{shown_to} of {page['total']}: --offset {shown_to})")
+
+
+@wallet.command(
+    short_help="Sign and send AMOUNT pyBTC to RECIPIENT.",
+    context_settings={"ignore_unknown_options": True},  # so "-1" reaches AMOUNT and is refused
+)
+@click.argument("recipient")
+@click.argument("amount")
+@click.option(
+    "--fee",
+    metavar="PYBTC",
+    help=f"The fee in pyBTC [default: {format_amount(DEFAULT_FEE)}, the minimum relay fee].",
+)
+@click.option("--yes", "-y", is_flag=True, help="Send without asking for confirmation.")
+@wallet_options(node=True)
+def send(
+    recipient: str,
+    amount: str,
+    fee: str | None,
+    yes: bool,
+    network: str,
+    file_path: Path | None,
+    node: str,
+) -> None:
+    """Send AMOUNT pyBTC (up to 8 decimals, exact) to RECIPIENT, signed with the wallet's key.
+
+    The nonce is the ledger's next nonce for the wallet (pending transactions counted). A
+    summary is shown and confirmed first unless --yes.
+    """
+    units = parse_coins("amount", amount)
+    if units == 0:
+        raise click.ClickException(f"amount {amount!r}: must be more than 0")
+    fee_units = DEFAULT_FEE if fee is None else parse_coins("fee", fee)
+    try:
+        decode_address(recipient)
+    except AddressError as exc:
+        raise click.ClickException(f"invalid recipient address: {exc.message}") from None
+    path, doc, parsed = load_wallet(file_path, network)
+    sender = parsed.address
+    if recipient == sender:
+        raise click.ClickException("the recipient is this wallet's own address; not sending")
+    ledger = ledger_for(node, network)
+    info = ledger.get(f"/address/{sender}")
+    nonce = number(info, "next_nonce")
+    # Pending receipts cannot be spent yet, pending spends are gone: the lower of the two bounds
+    # what the ledger will accept (it has the last word).
+    at_most = min(number(info, "balance"), number(info, "unconfirmed_balance"))
+    if units + fee_units > at_most:
+        raise click.ClickException(
+            f"not enough coins: {coins(units)} + fee {coins(fee_units)} pyBTC is more than the "
+            f"{coins(at_most)} pyBTC this wallet can spend now"
+        )
+    click.echo(f"send     {coins(units)} pyBTC")
+    click.echo(f"to       {recipient}")
+    click.echo(f"fee      {coins(fee_units)} pyBTC")
+    click.echo(f"total    {coins(units + fee_units)} pyBTC")
+    click.echo(f"from     {sender} (nonce {nonce})")
+    click.echo(f"network  {network} via {ledger.base_url}")
+    if not yes:
+        click.confirm("Sign and send?", abort=True)
+    key = unlock(path, doc, network)
+    try:
+        tx = Transaction.create(
+            key,
+            recipient,
+            units,
+            fee=fee_units,
+            nonce=nonce,
+            timestamp=int(time.time()),
+            network_id=get_params(network).network_id,
+        )
+    except ValidationError as exc:
+        raise click.ClickException(f"cannot make this transaction: {exc.message}") from None
+    answer = ledger.expect(
+        ledger.call("POST", "/transactions/new", tx.to_dict()), 201, "the transaction"
+    )
+    click.echo(f"txid     {tx.txid}")
+    click.echo(
+        f"status   {answer.get('status', 'pending')} "
+        f"(position {answer.get('mempool_position', '?')} in the mempool)"
+    )
+
+
+@wallet.command(short_help="Test coins from the node's faucet.")
+@click.argument("address", required=False)
+@click.option(
+    "--wallet-url",
+    metavar="URL",
+    default=DEFAULT_WALLET_URL,
+    show_default=True,
+    envvar="PYBTC_WALLET_URL",
+    show_envvar=True,
+    help="The node's wallet service, which runs the faucet.",
+)
+@wallet_options(node=False)
+def faucet(address: str | None, wallet_url: str, network: str, file_path: Path | None) -> None:
+    """Ask the node's faucet for test coins for ADDRESS (default: the wallet's).
+
+    Devnet and regtest coins only: they have no value. The faucet limits how often it pays.
+    """
+    target = chosen_address(address, file_path, network)
+    service = Remote.at(wallet_url, "the wallet service", "--wallet-url or PYBTC_WALLET_URL")
+    reply = service.call("GET", "/api/csrf")
+    token = service.expect(reply, 200, "GET /api/csrf").get("token")
+    if not isinstance(token, str) or not token:
+        raise click.ClickException("the wallet service gave no CSRF token")
+    cookie = _cookie(reply.headers, CSRF_COOKIE) or token
+    reply = service.call(
+        "POST",
+        "/api/faucet",
+        {"address": target},
+        {"X-CSRF-Token": token, "Cookie": f"{CSRF_COOKIE}={cookie}"},
+    )
+    if reply.status == 429:
+        wait = _retry_after(reply.headers.get("Retry-After"))
+        raise click.ClickException(f"the faucet paid recently; try again {wait}")
+    paid = service.expect(reply, 201, "the faucet request")
+    amount = paid.get("amount")
+    shown = f"{coins(amount)} pyBTC" if isinstance(amount, int) else _printable(str(amount))
+    click.echo(f"address  {target}")
+    click.echo(f"amount   {shown}")
+    click.echo(f"txid     {_printable(str(paid.get('txid')))}")
+
+
+def _cookie(headers: Any, name: str) -> str | None:
+    for value in headers.get_all("Set-Cookie") or []:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(value)
+        except CookieError:
+            continue
+        if name in jar:
+            return jar[name].value
+    return None
+
+
+def _retry_after(value: str | None) -> str:
+    if value is None or not value.strip().isdigit():
+        return f"after {value}" if value else "later"
+    seconds = int(value)
+    if seconds < 90:
+        return f"in {seconds} seconds"
+    if seconds < 90 * 60:
+        return f"in {round(seconds / 60)} minutes"
+    return f"in {seconds / 3600:.1f} hours"
