@@ -9,7 +9,7 @@
   with Playwright's sync API in the main thread. The sync API marks its own loop as running in
   the main thread, so async code for servers must run here, never in the test's thread.
 - `StaticSite` serves fixed pages from a stdlib HTTP server on loopback (for testing the
-  fixtures themselves, or pages that need no app).
+  fixtures themselves, or pages that need no app, such as the wallet's JavaScript module).
 """
 
 from __future__ import annotations
@@ -100,22 +100,40 @@ class LoopThread:
         assert not self._thread.is_alive(), "the server loop did not stop within 30s"
 
 
-class StaticSite:
-    """Fixed pages (path -> HTML) served on a free loopback port by a stdlib HTTP server."""
+# Content-Type by a path's suffix; anything else is served as HTML. Chromium runs a module
+# script only if it comes with a JavaScript type.
+CONTENT_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+}
 
-    def __init__(self, pages: Mapping[str, str]) -> None:
+
+class StaticSite:
+    """Fixed pages (path -> text) served on a free loopback port by a stdlib HTTP server.
+
+    A path ending in `.js`, `.css` or `.json` is served with that type, every other as HTML;
+    `headers` (e.g. a Content-Security-Policy) are added to every answer.
+    """
+
+    def __init__(self, pages: Mapping[str, str], headers: Mapping[str, str] | None = None) -> None:
         site_pages = dict(pages)
+        extra_headers = dict(headers or {})
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = site_pages.get(self.path.split("?", 1)[0])
+                path = self.path.split("?", 1)[0]
+                body = site_pages.get(path)
                 if body is None:
                     self.send_error(404)
                     return
                 data = body.encode()
+                content_type = CONTENT_TYPES.get(Path(path).suffix, "text/html; charset=utf-8")
                 self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in extra_headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
