@@ -78,8 +78,9 @@ MINE_TIMEOUT = 3.0
 """PYBTC_MINE_TIMEOUT for the ledger of the dead-workers test: how long GET /mine may wait."""
 HEARTBEAT_SECONDS = 1.0
 """The miner's `ready` heartbeat period (services.miner.miner.HEARTBEAT)."""
-RETARGET_DEADLINE = 120.0
-"""Seconds the devnet miner gets to pass the first retarget (30-55 s measured on 2 cores)."""
+RETARGET_DEADLINE = 300.0
+"""Seconds the devnet miner gets to pass the first retarget: a guard against a hang, not a
+speed test (30-55 s measured on 2 idle cores; a loaded machine has taken over 120 s)."""
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -631,6 +632,7 @@ def devnet_node(
         assert_gone(tag)
 
 
+@pytest.mark.timeout(RETARGET_DEADLINE + 120)
 def test_auto_mining_crosses_a_retarget(devnet_node: DevnetNode) -> None:
     """An auto-mode miner alone builds a devnet chain across the first retarget (height 21):
     blocks keep coming, each carries the bits `next_bits` demands, and the retarget moves the
