@@ -7,7 +7,7 @@ Each service keeps its own `templates/error.html` (given `status`, `message`, `r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -17,16 +17,54 @@ import jinja2
 from aiohttp import web
 
 from pybtc import format_amount
-from services.common.web import Handler, ServiceError
+from services.common.ledger_client import LedgerClient
+from services.common.live import Broadcaster, forward_announcements
+from services.common.settings import Settings
+from services.common.web import Check, Handler, ServiceError, http_refusal, keep_allow
 
 logger = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+LEDGER = web.AppKey("ledger", LedgerClient)
+BROADCASTER = web.AppKey("broadcaster", Broadcaster)
+
+
+def add_ledger_and_live(app: web.Application, service: str) -> None:
+    """While the app runs: a client of this node's ledger (app[LEDGER]) and the node's
+    announcements fanned out to open pages (app[BROADCASTER]), closed first on shutdown."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        app[LEDGER] = LedgerClient(settings.ledger_internal_url, timeout=5.0)
+        broadcaster = Broadcaster()
+        app[BROADCASTER] = broadcaster
+        async with forward_announcements(settings, broadcaster, service):
+            yield
+        await broadcaster.close()
+        await app[LEDGER].close()
+
+    async def end_streams(app: web.Application) -> None:  # shutdown never waits for browsers
+        await app[BROADCASTER].close()
+
+    app.cleanup_ctx.append(context)
+    app.on_shutdown.append(end_streams)
+
+
+async def ledger_check(app: web.Application) -> Check:
+    """The /healthz line of a service that reads its node's ledger."""
+    try:
+        await app[LEDGER].get("/status")
+    except ServiceError as exc:
+        return Check("ledger", False, exc.message)
+    return Check("ledger", True, "reachable")
 
 
 def setup_pages(
     app: web.Application, package: str, filters: dict[str, Callable[..., Any]] | None = None
 ) -> jinja2.Environment:
-    """Templates from `<package>/templates` (autoescape on everywhere, for every extension) and
-    `<package>/static` at /static/; the shared filters plus `filters`."""
+    """Templates from `<package>/templates` (autoescape on everywhere, for every extension),
+    `<package>/static` at /static/ and the shared stylesheet at /common/base.css; the shared
+    filters plus `filters`."""
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader(package, "templates"),
@@ -34,6 +72,7 @@ def setup_pages(
         filters={"coins": coins, "when": when, "short": short, **(filters or {})},
     )
     env.tests["hash"] = is_hash
+    app.router.add_static("/common/", path=str(files("services.common").joinpath("static")))
     app.router.add_static("/static/", path=str(files(package).joinpath("static")), name="static")
     return env
 
@@ -73,7 +112,8 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_page(request, exc.status, exc.reason, f"http-{exc.status}")
+        reason, message = http_refusal(exc)
+        return keep_allow(exc, error_page(request, exc.status, message, reason))
     except Exception:
         logger.exception("unhandled error path=%s", request.path)
         return error_page(request, 500, "Something went wrong on this page.", "internal")

@@ -62,6 +62,19 @@ class ServiceError(Exception):
         return {"error": self.message, "reason": self.reason}
 
 
+def http_refusal(exc: web.HTTPException) -> tuple[str, str]:
+    """The reason code and message of one of aiohttp's own refusals (404, 405, 413...)."""
+    reason = _HTTP_REASONS.get(exc.status, f"http-{exc.status}")
+    return reason, exc.reason if exc.status != 413 else "request body is too large"
+
+
+def keep_allow(exc: web.HTTPException, response: web.Response) -> web.Response:
+    """A 405 keeps its `Allow` header."""
+    if exc.status == 405 and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
 def error_response(status: int, reason: str, message: str) -> web.Response:
     return web.json_response({"error": message, "reason": reason}, status=status)
 
@@ -78,12 +91,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        reason = _HTTP_REASONS.get(exc.status, f"http-{exc.status}")
-        message = exc.reason if exc.status != 413 else "request body is too large"
-        response = error_response(exc.status, reason, message)
-        if exc.status == 405 and "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
+        reason, message = http_refusal(exc)
+        return keep_allow(exc, error_response(exc.status, reason, message))
     except Exception:
         logger.exception("unhandled error method=%s path=%s", request.method, request.path)
         return error_response(500, "internal", "internal error (logged on the server)")

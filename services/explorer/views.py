@@ -15,14 +15,10 @@ from aiohttp import web
 from pybtc import AddressError, decode_address
 from pybtc.pow import block_work
 from services.common.ledger_client import LedgerClient
-from services.common.live import Broadcaster
-from services.common.settings import Settings
+from services.common.pages import BROADCASTER, LEDGER, SETTINGS
 from services.common.web import ServiceError, query_int
 from services.explorer.charts import Chart, block_time_chart, difficulty_chart
 
-SETTINGS = web.AppKey("settings", Settings)
-LEDGER = web.AppKey("ledger", LedgerClient)
-BROADCASTER = web.AppKey("broadcaster", Broadcaster)
 routes = web.RouteTableDef()
 
 PAGE = 20
