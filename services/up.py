@@ -107,6 +107,7 @@ def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
             "PYBTC_LEDGER_PORT": str(settings.ledger_port),
             "PYBTC_MINER_PORT": str(settings.miner_port),
             "PYBTC_EXPLORER_PORT": str(settings.explorer_port),
+            "PYBTC_WALLET_PORT": str(settings.wallet_port),
             "PYBTC_REDIS_URL": redis_url,
             "PYBTC_LOG_LEVEL": settings.log_level,
             "PYTHONUNBUFFERED": "1",
@@ -116,11 +117,12 @@ def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
 
 
 def services_for(settings: Settings, env: dict[str, str]) -> list[Service]:
-    """The services of one node, in start order (later issues add miner, explorer, wallet)."""
+    """The services of one node, in start order."""
     return [
         Service("ledger", "services.node", settings.ledger_port, env),
         Service("miner", "services.miner", settings.miner_port, env),
         Service("explorer", "services.explorer", settings.explorer_port, env),
+        Service("wallet", "services.wallet", settings.wallet_port, env),
     ]
 
 
@@ -201,6 +203,7 @@ def _print_table(
         "ledger": "/chain /status /openapi.yaml",
         "miner": f"/status ({settings.mining_mode} mining)",
         "explorer": "open in a browser",
+        "wallet": "open in a browser: your keys stay in it",
     }
     for service in services:
         echo(f"  {service.name:<10} {service.url:<32} {what.get(service.name, '/status')}")

@@ -37,11 +37,13 @@ class UpNode:
         self.port = port or free_port()
         self.miner_port = free_port()
         self.explorer_port = free_port()
+        self.wallet_port = free_port()
         full_env = dict(
             os.environ,
             PYBTC_LEDGER_PORT=str(self.port),
             PYBTC_MINER_PORT=str(self.miner_port),
             PYBTC_EXPLORER_PORT=str(self.explorer_port),
+            PYBTC_WALLET_PORT=str(self.wallet_port),
             PYBTC_MINER_WORKERS="1",
             PYBTC_REDIS_URL="",
         )
@@ -62,6 +64,10 @@ class UpNode:
     def explorer_url(self) -> str:
         return f"http://127.0.0.1:{self.explorer_port}"
 
+    @property
+    def wallet_url(self) -> str:
+        return f"http://127.0.0.1:{self.wallet_port}"
+
     def read_until(self, pattern: str, timeout: float = 30) -> re.Match[str]:
         """The first line of output (from here on) matching `pattern`."""
         assert self.proc.stdout is not None
@@ -77,12 +83,13 @@ class UpNode:
         raise AssertionError(f"{pattern!r} not printed; output:\n{''.join(self.lines)}")
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Until every service is up (the table is printed) and the explorer answers."""
+        """Until every service is up (the table is printed) and the browser apps answer."""
         self.read_until(r"Press Ctrl-C to stop", timeout)
         deadline = time.monotonic() + timeout
         while True:
             try:
                 self.get("/healthz", self.explorer_port)
+                self.get("/healthz", self.wallet_port)
                 return
             except OSError:
                 if time.monotonic() > deadline:

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from pybtc import NETWORKS, ChainParams, get_params
+from pybtc import COIN, NETWORKS, ChainParams, get_params
 
 PREFIX = "PYBTC_"
+CLIENT_ONLY = frozenset({"PYBTC_WALLET_FILE", "PYBTC_WALLET_PASSPHRASE", "PYBTC_WALLET_URL"})
+"""Read by the CLI wallet, not by a node: neither settings nor typos."""
 
 
 class SettingsError(ValueError):
@@ -72,6 +74,14 @@ class Settings:
     """Seconds GET /mine waits for its block."""
     sync_interval: float = 30.0
     """Seconds between health checks and catch-up syncs with every peer."""
+    faucet: str = "on"
+    """on or off: the wallet's faucet pays test coins from the node's key (devnet, regtest)."""
+    faucet_amount: int = 10 * COIN
+    """Base units one faucet payment sends."""
+    faucet_interval: float = 60.0
+    """Seconds before the same address, or the same client, can be paid by the faucet again."""
+    explorer_public_url: str = ""
+    """Where browsers reach this node's explorer, for links (default http://host:explorer_port)."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised PYBTC_* variables, kept so a typo can be reported."""
 
@@ -92,6 +102,10 @@ class Settings:
         return self.node_id or self.ledger_public_url.split("://", 1)[-1]
 
     @property
+    def explorer_url(self) -> str:
+        return self.explorer_public_url or f"http://{self.host}:{self.explorer_port}"
+
+    @property
     def mining_mode(self) -> str:
         return self.miner_mode or ("auto" if self.network == "devnet" else "on-demand")
 
@@ -110,7 +124,7 @@ class Settings:
         values: dict[str, Any] = {}
         extra: dict[str, str] = {}
         for key, raw in env.items():
-            if not key.startswith(PREFIX):
+            if not key.startswith(PREFIX) or key in CLIENT_ONLY:
                 continue
             name = key[len(PREFIX) :].lower()
             if name not in known:

@@ -4,7 +4,8 @@
   (`-m "not browser"`) leaves it out and `make test-browser` (`-m browser`) runs only it.
 - `browser`: one headless chromium for all browser tests (launched from /usr/bin/chromium;
   Playwright never downloads one). Missing chromium is a failure, never a skip.
-- `page`: a fresh context (own cookies and storage, 1280x800) per test. Console errors and
+- `page`: a fresh context (own cookies and storage, 1280x800) per test; `open_page()` makes
+  more (another user in the same test). Console errors and
   uncaught page errors go into `console_errors`; any left there at teardown fail the test.
   (Failed loads count, as chromium logs them as console errors; only the favicon request that
   headless chromium makes by itself for every page is let through.)
@@ -18,13 +19,14 @@ its own event loop as running in the main thread, so server code runs in `LoopTh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import (
     Browser,
+    BrowserContext,
     ConsoleMessage,
     Page,
     Playwright,
@@ -84,29 +86,43 @@ def console_errors() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Browser, console_errors: list[str]) -> Iterator[Page]:
-    """A page in a fresh 1280x800 context; any console or page error fails the test."""
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
-    new_page = context.new_page()
+def open_page(browser: Browser, console_errors: list[str]) -> Iterator[Callable[[], Page]]:
+    """Call it for a page in a fresh 1280x800 context (own cookies and storage: another user);
+    any console or page error in any of them fails the test."""
+    contexts: list[BrowserContext] = []
 
-    def on_console(message: ConsoleMessage) -> None:
-        where = message.location.get("url", "")
-        if message.type == "error" and urlsplit(where).path != "/favicon.ico":
-            console_errors.append(f"console.error: {message.text} ({where})")
+    def make() -> Page:
+        context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        contexts.append(context)
+        new_page = context.new_page()
 
-    def on_page_error(error: PlaywrightError) -> None:
-        console_errors.append(f"uncaught: {error.message}")
+        def on_console(message: ConsoleMessage) -> None:
+            where = message.location.get("url", "")
+            if message.type == "error" and urlsplit(where).path != "/favicon.ico":
+                console_errors.append(f"console.error: {message.text} ({where})")
 
-    new_page.on("console", on_console)
-    new_page.on("pageerror", on_page_error)
-    yield new_page
-    context.close()
+        def on_page_error(error: PlaywrightError) -> None:
+            console_errors.append(f"uncaught: {error.message}")
+
+        new_page.on("console", on_console)
+        new_page.on("pageerror", on_page_error)
+        return new_page
+
+    yield make
+    for context in contexts:
+        context.close()
     if console_errors:
         pytest.fail(
             "the page reported errors:\n" + "\n".join(f"  {e}" for e in console_errors),
             pytrace=False,
         )
+
+
+@pytest.fixture
+def page(open_page: Callable[[], Page]) -> Page:
+    """A page in a fresh 1280x800 context; any console or page error fails the test."""
+    return open_page()
 
 
 @pytest.fixture

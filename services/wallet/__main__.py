@@ -1,0 +1,19 @@
+"""Run the wallet service: `python -m services.wallet` (settings from PYBTC_* variables)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.common.logs import setup_logging
+from services.common.settings import Settings
+from services.wallet.app import create_app
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    setup_logging(settings.log_level, service="wallet")
+    web.run_app(create_app(settings), host=settings.host, port=settings.wallet_port, print=None)
+
+
+if __name__ == "__main__":
+    main()

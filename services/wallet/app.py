@@ -1,0 +1,40 @@
+"""The wallet application factory: pages, the JSON API, the faucet, live events, CSRF."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.common.pages import (
+    LEDGER,
+    SETTINGS,
+    add_ledger_and_live,
+    html_errors,
+    ledger_check,
+    setup_pages,
+)
+from services.common.settings import Settings
+from services.common.web import Metrics, add_health_and_metrics, security_headers_middleware
+from services.wallet.csrf import csrf_middleware
+from services.wallet.faucet import Faucet
+from services.wallet.views import FAUCET, routes
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The wallet for `settings`; it reads and writes through the ledger at PYBTC_LEDGER_URL."""
+    metrics = Metrics("wallet")
+    app = web.Application(
+        middlewares=[security_headers_middleware, metrics.middleware, html_errors, csrf_middleware],
+        client_max_size=65_536,  # a signed transaction is well under 1 KiB
+    )
+    app[SETTINGS] = settings
+    env = setup_pages(app, "services.wallet")
+    env.globals.update(network=settings.network, explorer_url=settings.explorer_url)
+    app.add_routes(routes)
+    add_ledger_and_live(app, "wallet")
+    app.on_startup.append(_faucet)
+    add_health_and_metrics(app, "wallet", metrics, [ledger_check])
+    return app
+
+
+async def _faucet(app: web.Application) -> None:
+    app[FAUCET] = Faucet(app[SETTINGS], app[LEDGER])

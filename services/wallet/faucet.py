@@ -1,0 +1,122 @@
+"""The devnet faucet: test coins from the node's own key, a few at a time.
+
+One payment at a time (a lock keeps nonces in order), each a normal signed transaction that
+the ledger validates like any other. Rate limits: the same address, or the same client, is
+paid at most once per `faucet_interval` seconds; the memory of both is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from pybtc import PrivateKey, Transaction, format_amount
+from services.common.ledger_client import LedgerClient
+from services.common.node_key import load_or_create_node_key
+from services.common.settings import Settings
+from services.common.web import ServiceError
+
+REMEMBERED = 10_000  # addresses and clients whose last payment time is kept
+
+
+class Faucet:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: LedgerClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.clock = clock
+        self.enabled = (
+            settings.faucet.lower() in {"on", "1", "yes", "true"} and not settings.miner_address
+        )
+        self.amount = settings.faucet_amount
+        self._key: PrivateKey | None = None
+        self._lock = asyncio.Lock()
+        self._last: OrderedDict[str, float] = OrderedDict()
+
+    @property
+    def key(self) -> PrivateKey:
+        if self._key is None:
+            self._key = load_or_create_node_key(self.settings)
+        return self._key
+
+    def _wait_left(self, *names: str) -> float:
+        now = self.clock()
+        waits = [
+            self.settings.faucet_interval - (now - self._last[name])
+            for name in names
+            if name in self._last
+        ]
+        return max([0.0, *waits])
+
+    def _remember(self, *names: str) -> None:
+        now = self.clock()
+        for name in names:
+            self._last.pop(name, None)
+            self._last[name] = now
+        while len(self._last) > REMEMBERED:
+            self._last.popitem(last=False)
+
+    async def pay(self, address: str, client: str) -> Transaction:
+        """Send `amount` to `address` (already checked), or refuse with a ServiceError."""
+        if self.settings.miner_address:
+            raise ServiceError(
+                403,
+                "faucet-off",
+                "this node mines to PYBTC_MINER_ADDRESS; the faucet can only spend the node's key",
+            )
+        if not self.enabled:
+            raise ServiceError(403, "faucet-off", "the faucet is switched off on this node")
+        names = (f"address:{address}", f"client:{client}")
+        async with self._lock:
+            wait = self._wait_left(*names)
+            if wait > 0:
+                raise RateLimitedError(wait)
+            key = self.key
+            if address == key.address:
+                raise ServiceError(400, "self-send", "that is the faucet's own address")
+            account = await self.ledger.get(f"/address/{key.address}")
+            history = await self.ledger.get(f"/address/{key.address}/history", limit="1")
+            # like the ledger: confirmed coins less pending spends (incoming ones do not count)
+            spendable = account["balance"] + sum(min(0, p["delta"]) for p in history["pending"])
+            fee = self.settings.min_fee
+            if spendable < self.amount + fee:
+                raise ServiceError(
+                    503,
+                    "faucet-empty",
+                    f"the faucet holds {format_amount(spendable)} pyBTC "
+                    "(spendable after pending payments): mine a block first (GET /mine on the "
+                    "ledger)",
+                )
+            tx = Transaction.create(
+                key,
+                address,
+                self.amount,
+                fee=fee,
+                nonce=account["next_nonce"],
+                timestamp=int(time.time()),
+                network_id=self.settings.params.network_id,
+            )
+            status, body = await self.ledger.request("POST", "/transactions/new", json=tx.to_dict())
+            if status != 201:
+                message = body.get("error", "") if isinstance(body, dict) else ""
+                reason = body.get("reason", "ledger-refused") if isinstance(body, dict) else ""
+                raise ServiceError(502, str(reason), f"the ledger refused the payment: {message}")
+            self._remember(*names)
+            return tx
+
+
+class RateLimitedError(ServiceError):
+    def __init__(self, wait: float) -> None:
+        self.retry_after = max(1, int(wait + 0.999))
+        super().__init__(
+            429,
+            "rate-limited",
+            f"the faucet paid this address or this client recently; try again in "
+            f"{self.retry_after} s",
+        )

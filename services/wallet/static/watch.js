@@ -1,0 +1,16 @@
+/** The watch-only page: an address's balance and history, kept up to date. */
+import { api, followNode, pageHistory, renderAccount } from "./wallet-ui.js";
+
+const address = document.getElementById("address").dataset.address;
+
+async function load(offset = currentOffset()) {
+  try {
+    renderAccount(await api(`/api/address/${address}?offset=${offset}`));
+  } catch (error) {
+    document.getElementById("live-state").textContent = `could not read the ledger: ${error.message}`;
+  }
+}
+
+const currentOffset = pageHistory(load);
+followNode(() => load());
+load(0);
