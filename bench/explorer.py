@@ -132,9 +132,10 @@ def p90(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
 
 
-def explorer_pages(base: str, ledger: Ledger, builder: ChainBuilder) -> dict[str, str]:
+def explorer_pages(base: str, ledger_url: str, builder: ChainBuilder) -> dict[str, str]:
     """Every explorer page, aimed at blocks, transactions and addresses in the chain's middle
     (deep pages: nothing near the tip that a cache could favour)."""
+    ledger = Ledger(ledger_url)  # a fresh connection: an idle one is closed by the server
     status, info = ledger.request("GET", "/status")
     assert status == 200
     assert isinstance(info, dict)
@@ -145,6 +146,7 @@ def explorer_pages(base: str, ledger: Ledger, builder: ChainBuilder) -> dict[str
     txid = block["transactions"][-1]["txid"]
     busy = builder.funder.address  # in every block: its history is the whole chain
     quiet = bench_key(7).address  # one of 50 recipients
+    ledger.close()
     return {
         "dashboard /": f"{base}/",
         "blocks, newest": f"{base}/blocks",
@@ -178,8 +180,7 @@ def main() -> None:
         node.wait_ready()
         print(f"pyBTC node up: ledger {node.url}, explorer {node.explorer_url}", file=sys.stderr)
         builder = import_blocks(node.url, small - 1)
-        ledger = Ledger(node.url)
-        pages = explorer_pages(node.explorer_url, ledger, builder)
+        pages = explorer_pages(node.explorer_url, node.url, builder)
 
         scan_url = None
         if python is not None:
@@ -227,10 +228,9 @@ def main() -> None:
         print(f"timing {len(at_small_pages)} pages at {small:,} blocks", file=sys.stderr)
         at_small = time_pages(at_small_pages, rounds)
         import_blocks(node.url, large - small, builder)
-        pages_large = explorer_pages(node.explorer_url, ledger, builder)
+        pages_large = explorer_pages(node.explorer_url, node.url, builder)
         print(f"timing {len(pages_large)} pages at {large:,} blocks", file=sys.stderr)
         at_large = time_pages(pages_large, rounds)
-        ledger.close()
         report(at_small, at_large, small, large, rounds, args.quick)
     finally:
         for proc in procs:

@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS address_history (
     txid TEXT NOT NULL, delta INTEGER NOT NULL,
     PRIMARY KEY (address, height, position)
 );
+CREATE INDEX IF NOT EXISTS address_history_by_height ON address_history(height);
+CREATE TABLE IF NOT EXISTS address_counts (address TEXT PRIMARY KEY, entries INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS mempool (
     txid TEXT PRIMARY KEY, sender TEXT NOT NULL, recipient TEXT NOT NULL,
     nonce INTEGER NOT NULL, amount INTEGER NOT NULL, fee INTEGER NOT NULL,
@@ -120,11 +122,21 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
+        had_counts = self._has_table("address_counts")
         self.db.executescript(SCHEMA)
+        if not had_counts:  # a database from before the table: count once
+            self.db.execute(
+                "INSERT INTO address_counts(address, entries) "
+                "SELECT address, COUNT(*) FROM address_history GROUP BY address"
+            )
         self._depth = 0
 
     def close(self) -> None:
         self.db.close()
+
+    def _has_table(self, name: str) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self.db.execute(query, (name,)).fetchone() is not None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -329,12 +341,23 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?)",
                     (address, height, position, tx.txid, delta),
                 )
+                self.db.execute(
+                    "INSERT INTO address_counts(address, entries) VALUES (?, 1) "
+                    "ON CONFLICT(address) DO UPDATE SET entries = entries + 1",
+                    (address,),
+                )
         self.set_meta("tip", block.hash)
 
     def unindex_main_block(self, block: Block, new_tip: str) -> None:
         height = block.index
         self.db.execute("DELETE FROM main_chain WHERE height = ?", (height,))
         self.db.execute("DELETE FROM chain_txs WHERE height = ?", (height,))
+        self.db.execute(
+            "UPDATE address_counts SET entries = entries - (SELECT COUNT(*) FROM address_history h"
+            " WHERE h.address = address_counts.address AND h.height = ?1)"
+            " WHERE address IN (SELECT address FROM address_history WHERE height = ?1)",
+            (height,),
+        )
         self.db.execute("DELETE FROM address_history WHERE height = ?", (height,))
         self.set_meta("tip", new_tip)
 
@@ -356,11 +379,11 @@ class Store:
         )
 
     def address_history_count(self, address: str) -> int:
-        return int(
-            self.db.execute(
-                "SELECT COUNT(*) FROM address_history WHERE address = ?", (address,)
-            ).fetchone()[0]
-        )
+        """Confirmed entries of an address: kept as a count, so no page scans a history."""
+        row = self.db.execute(
+            "SELECT entries FROM address_counts WHERE address = ?", (address,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
 
     # -- mempool -------------------------------------------------------------------------
     def _pending(self, row: Any) -> PendingTx:

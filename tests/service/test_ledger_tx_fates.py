@@ -2,11 +2,13 @@
 
 The reorg cases (re-queued, then confirmed again; dropped as a double spend; evicted from a full
 pool) are in test_ledger_api.py beside the reorg they follow; this file covers a pending
-transaction that a new block (no reorg) makes invalid, and a fate that outlives a restart.
+transaction that a new block (no reorg) makes invalid, a fate that outlives a restart, and the
+address history counts that pages read instead of counting.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pybtc import COIN, REGTEST, Block, Transaction
 from services.node.app import create_app
-from tests.chainutil import child_block, test_key
+from tests.chainutil import branch, child_block, test_key
 from tests.service.ledgerutil import ledger_settings, mine, send
 
 MINER, ALICE, BOB = (test_key(i) for i in range(3))
@@ -88,3 +90,41 @@ async def test_an_unknown_txid_is_still_not_found(ledger_client: TestClient) -> 
     resp = await ledger_client.get(f"/tx/{'ab' * 32}")
     assert resp.status == 404
     assert (await resp.json())["reason"] == "not-found"
+
+
+async def test_history_counts_follow_connects_reorgs_and_an_old_database(
+    aiohttp_client: Any, tmp_path: Path, redis_url: str
+) -> None:
+    """An address's history count is kept as a number (so no page counts a whole history):
+    it must equal the entries after blocks, after a reorg, and after opening a database made
+    before the count existed."""
+    settings = ledger_settings(tmp_path, redis_url)
+    client = await aiohttp_client(create_app(settings))
+    await mine(client, MINER.address, 3)
+    status, _, _ = await send(client, MINER, ALICE.address, COIN, nonce=0)
+    assert status == 201
+    await mine(client, MINER.address)
+    fork = Block.from_dict((await (await client.get("/blocks/height/3")).json())["block"])
+    for block in branch(fork.header, 3, miner=BOB.address):
+        resp = await client.post("/mining/submit", json=block.to_dict())
+        assert resp.status == 201, await resp.text()
+    assert (await (await client.get("/reorgs")).json())["reorgs"]
+
+    async def counts() -> dict[str, tuple[int, int]]:
+        seen = {}
+        for key in (MINER, ALICE, BOB):
+            info = await (await client.get(f"/address/{key.address}")).json()
+            history = await (await client.get(f"/address/{key.address}/history")).json()
+            seen[key.address] = (info["history_count"], history["total"])
+        return seen
+
+    after_reorg = await counts()
+    assert after_reorg == {MINER.address: (2, 2), ALICE.address: (0, 0), BOB.address: (3, 3)}
+    await client.close()
+
+    db = sqlite3.connect(settings.db_path)
+    db.execute("DROP TABLE address_counts")  # as a database from before the table
+    db.commit()
+    db.close()
+    client = await aiohttp_client(create_app(settings))
+    assert await counts() == after_reorg
