@@ -117,6 +117,27 @@ def keygen(out: Path | None) -> None:
     click.echo(f"address      {key.address}")
 
 
+SERVICES = {
+    "ledger": "services.node",
+    "miner": "services.miner",
+    "explorer": "services.explorer",
+    "wallet": "services.wallet",
+}
+
+
+@main.command()
+@click.argument("service", type=click.Choice(list(SERVICES)))
+def serve(service: str) -> None:
+    """Run one SERVICE of a node in the foreground (what `pybtc up` and the compose stack run).
+
+    Settings come from PYBTC_* environment variables; it needs a Redis (PYBTC_REDIS_URL) and,
+    for all but the ledger, the ledger's URL (PYBTC_LEDGER_URL). See docs/operations.md.
+    """
+    import importlib
+
+    importlib.import_module(f"{SERVICES[service]}.__main__").main()
+
+
 @main.command("check-address")
 @click.argument("address")
 def check_address(address: str) -> None:

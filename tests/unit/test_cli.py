@@ -59,3 +59,44 @@ def test_check_address() -> None:
     bad = CliRunner().invoke(main, ["check-address", typo])
     assert bad.exit_code == 2
     assert "checksum" in bad.output
+
+
+def test_serve_runs_a_real_ledger(tmp_path: Path) -> None:
+    """`pybtc serve ledger` (the compose stack's command) serves the ledger API until killed."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = shutil.which("pybtc") or str(Path(__file__).parents[2] / ".venv" / "bin" / "pybtc")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYBTC_NETWORK": "regtest",
+        "PYBTC_LEDGER_PORT": str(port),
+        "PYBTC_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.Popen(
+        [exe, "serve", "ledger"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as resp:
+                    assert json.loads(resp.read())["network"] == "regtest"
+                break
+            except OSError:
+                assert proc.poll() is None, "pybtc serve ledger exited"
+                assert time.monotonic() < deadline, "pybtc serve ledger did not answer"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_serve_refuses_an_unknown_service() -> None:
+    result = CliRunner().invoke(main, ["serve", "bank"])
+    assert result.exit_code == 2
+    assert "ledger" in result.output
