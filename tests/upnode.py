@@ -30,14 +30,40 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_run(offsets: list[int]) -> int:
+    """A base port such that base + each offset is free now."""
+    for _ in range(200):
+        base = free_port()
+        if base + max(offsets) > 65_000:
+            continue
+        try:
+            for offset in offsets:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no run of free ports found")
+
+
 class UpNode:
     """A `pybtc up` process, its ports and what it printed."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, **env: str) -> None:
-        self.port = port or free_port()
-        self.miner_port = free_port()
-        self.explorer_port = free_port()
-        self.wallet_port = free_port()
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        nodes: int = 1,
+        bus: str = "shared",
+        **env: str,
+    ) -> None:
+        self.nodes = nodes
+        spread = list(range(nodes))
+        self.port = port or free_port_run(spread)
+        self.miner_port = free_port_run(spread)
+        self.explorer_port = free_port_run([100 * k for k in spread])
+        self.wallet_port = free_port_run([100 * k for k in spread])
         full_env = dict(
             os.environ,
             PYBTC_LEDGER_PORT=str(self.port),
@@ -47,8 +73,9 @@ class UpNode:
             PYBTC_MINER_WORKERS="1",
             PYBTC_REDIS_URL="",
         )
+        args = ["--nodes", str(nodes), "--bus", bus] if nodes > 1 else []
         self.proc = subprocess.Popen(
-            [PYBTC, "up", "--network", "regtest", "--data-dir", str(data_dir)],
+            [PYBTC, "up", "--network", "regtest", "--data-dir", str(data_dir), *args],
             env=full_env | env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -59,6 +86,16 @@ class UpNode:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def ledger_url(self, node: int) -> str:
+        """Node `node`'s ledger (1-based), for `--nodes N`."""
+        return f"http://127.0.0.1:{self.port + node - 1}"
+
+    def wallet_url_of(self, node: int) -> str:
+        return f"http://127.0.0.1:{self.wallet_port + 100 * (node - 1)}"
+
+    def explorer_url_of(self, node: int) -> str:
+        return f"http://127.0.0.1:{self.explorer_port + 100 * (node - 1)}"
 
     @property
     def explorer_url(self) -> str:
@@ -88,8 +125,9 @@ class UpNode:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self.get("/healthz", self.explorer_port)
-                self.get("/healthz", self.wallet_port)
+                for node in range(self.nodes):
+                    self.get("/healthz", self.explorer_port + 100 * node)
+                    self.get("/healthz", self.wallet_port + 100 * node)
                 return
             except OSError:
                 if time.monotonic() > deadline:
