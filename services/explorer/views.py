@@ -174,9 +174,17 @@ async def address(request: web.Request) -> dict[str, Any]:
 async def mempool(request: web.Request) -> dict[str, Any]:
     offset = query_int(request, "offset", 0, low=0, high=2**40)
     ledger = _ledger(request)
-    body = await ledger.get("/mempool", offset=str(offset), limit=str(PAGE * 5))
+    size = PAGE * 5
+    body = await ledger.get("/mempool", offset=str(offset), limit=str(size))
     rejections = (await ledger.get("/rejections", limit=str(PAGE)))["rejections"]
-    return {"page": "mempool", "mempool": body, "offset": offset, "rejections": rejections}
+    return {
+        "page": "mempool",
+        "mempool": body,
+        "offset": offset,
+        "rejections": rejections,
+        "newer": max(0, offset - size) if offset else None,
+        "later": offset + size if offset + size < body["count"] else None,
+    }
 
 
 @routes.get("/network")

@@ -259,3 +259,28 @@ async def test_refused_transactions_are_listed_as_text(world: World) -> None:
     assert "<img" not in page
     assert "<script>alert" not in page
     assert "bad-address" in page
+
+
+async def test_mempool_pages_in_mining_order(world: World) -> None:
+    """100 pending transactions per page; links to the next and previous pages."""
+    async with aiohttp.ClientSession() as http:
+        for nonce in range(1, 101):  # world.tx has nonce 0: 101 pending in all
+            tx = Transaction.create(
+                test_key(0),
+                test_key(1).address,
+                1_000,
+                fee=1_000,
+                nonce=nonce,
+                timestamp=0,
+                network_id=REGTEST.network_id,
+            )
+            async with http.post(f"{world.node.url}/transactions/new", json=tx.to_dict()) as resp:
+                assert resp.status == 201, await resp.text()
+    first = await _page(world.client, "/mempool")
+    assert "101 pending" in first
+    assert 'href="/mempool?offset=100"' in first
+    assert "earlier in mining order" not in first
+    second = await _page(world.client, "/mempool?offset=100")
+    assert second.count('<a href="/tx/') == 1
+    assert 'href="/mempool?offset=0"' in second
+    assert "later in mining order" not in second
