@@ -152,6 +152,19 @@ def serve(service: str) -> None:
     """
     import importlib
 
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    for key in settings.extra:
+        click.echo(f"warning: unknown setting {key} (ignored)", err=True)
+    every_address = settings.host in ("0.0.0.0", "::")  # noqa: S104 - a check, not a bind
+    if every_address and not (settings.public_url and settings.node_id):
+        click.echo(
+            "warning: listening on every address without PYBTC_PUBLIC_URL and PYBTC_NODE_ID: "
+            f"peers would be told {settings.ledger_public_url}",
+            err=True,
+        )
     importlib.import_module(f"{SERVICES[service]}.__main__").main()
 
 

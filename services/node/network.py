@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -133,7 +134,22 @@ class Network:
     async def _periodic(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sync_interval)
+            await self._register_configured()
             await self.sync_all()
+
+    async def _register_configured(self) -> None:
+        """PYBTC_PEERS that are not peers now (down at start, or dropped since): try again."""
+        wanted = []
+        for raw in (p.strip() for p in self.settings.peers.split(",")):
+            if raw:
+                with contextlib.suppress(ServiceError):
+                    wanted.append(normalize_peer_url(raw))
+        missing = [url for url in wanted if url not in self.book and url != self.self_url]
+        if missing:
+            try:
+                await self.register(missing)
+            except ServiceError as exc:
+                logger.info("configured peers not registered reason=%s %s", exc.reason, exc)
 
     # -- registration ----------------------------------------------------------------------
     async def register(self, raw: object) -> Registration:

@@ -63,3 +63,24 @@ async def test_a_node_never_registers_itself(tmp_path: Path) -> None:
             assert (await _json(http, f"{a.url}/nodes"))["peers"] == []
     finally:
         await a.stop()
+
+
+async def test_a_configured_peer_that_was_down_at_start_is_registered_later(
+    tmp_path: Path,
+) -> None:
+    """PYBTC_PEERS is tried again at every periodic sync until the peer answers."""
+    b = LedgerNode(tmp_path / "b")  # not started yet: down when A starts
+    a = await LedgerNode(tmp_path / "a", peers=b.url, sync_interval=0.3).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await asyncio.sleep(0.5)
+            assert (await _json(http, f"{a.url}/nodes"))["peers"] == []
+            await b.start()
+            for _ in range(100):
+                if (await _json(http, f"{a.url}/nodes"))["peers"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert [p["url"] for p in (await _json(http, f"{a.url}/nodes"))["peers"]] == [b.url]
+    finally:
+        await a.stop()
+        await b.stop()
