@@ -87,10 +87,11 @@ class Broadcaster:
 @contextlib.asynccontextmanager
 async def forward_announcements(
     settings: Settings, broadcaster: Broadcaster, service: str
-) -> AsyncIterator[None]:
-    """While open: this node's ledger's announcements reach `broadcaster` (no bus: nothing)."""
+) -> AsyncIterator[Bus | None]:
+    """While open: this node's ledger's announcements reach `broadcaster` (no bus: nothing);
+    yields the bus (None without one)."""
     if not settings.redis_url:
-        yield
+        yield None
         return
     bus = Bus(
         settings.redis_url,
@@ -101,7 +102,7 @@ async def forward_announcements(
     await bus.start()
     task = asyncio.create_task(_forward(bus, broadcaster, f"{settings.origin}/ledger"))
     try:
-        yield
+        yield bus
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -17,16 +17,25 @@ import jinja2
 from aiohttp import web
 
 from pybtc import format_amount
+from services.common.bus import Bus
 from services.common.ledger_client import LedgerClient
 from services.common.live import Broadcaster, forward_announcements
 from services.common.settings import Settings
-from services.common.web import Check, Handler, ServiceError, http_refusal, keep_allow
+from services.common.web import (
+    Check,
+    Handler,
+    ServiceError,
+    bus_check,
+    http_refusal,
+    keep_allow,
+)
 
 logger = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 LEDGER = web.AppKey("ledger", LedgerClient)
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
+BUS = web.AppKey("bus", Bus)
 
 
 def add_ledger_and_live(app: web.Application, service: str) -> None:
@@ -38,7 +47,9 @@ def add_ledger_and_live(app: web.Application, service: str) -> None:
         app[LEDGER] = LedgerClient(settings.ledger_internal_url, timeout=5.0)
         broadcaster = Broadcaster()
         app[BROADCASTER] = broadcaster
-        async with forward_announcements(settings, broadcaster, service):
+        async with forward_announcements(settings, broadcaster, service) as bus:
+            if bus is not None:
+                app[BUS] = bus
             yield
         await broadcaster.close()
         await app[LEDGER].close()
@@ -48,6 +59,11 @@ def add_ledger_and_live(app: web.Application, service: str) -> None:
 
     app.cleanup_ctx.append(context)
     app.on_shutdown.append(end_streams)
+
+
+async def bus_health(app: web.Application) -> Check:
+    """The /healthz line of the service's bus (live updates)."""
+    return bus_check(app.get(BUS))
 
 
 async def ledger_check(app: web.Application) -> Check:

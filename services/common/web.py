@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -27,6 +27,9 @@ from prometheus_client import (
 )
 
 from pybtc.errors import ValidationError
+
+if TYPE_CHECKING:
+    from services.common.bus import Bus
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +175,15 @@ class Check:
 
 
 HealthCheck = Callable[[web.Application], Awaitable[Check]]
+
+
+def bus_check(bus: Bus | None) -> Check:
+    """The /healthz line of a service's Redis bus: not fatal, "degraded" while it is down."""
+    if bus is None:
+        return Check("redis", False, "no bus configured")
+    if not bus.connected:
+        return Check("redis", False, "disconnected; reconnecting (announcements paused)")
+    return Check("redis", True, "connected")
 
 
 class Metrics:

@@ -9,6 +9,7 @@ from aiohttp import web
 from services.common.pages import (
     SETTINGS,
     add_ledger_and_live,
+    bus_health,
     html_errors,
     ledger_check,
     setup_pages,
@@ -31,7 +32,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_pages(app, "services.explorer", {"drop_reason": _drop_reason})
     app.add_routes(routes)
     add_ledger_and_live(app, "explorer")
-    add_health_and_metrics(app, "explorer", metrics, [ledger_check])
+    add_health_and_metrics(app, "explorer", metrics, [ledger_check, bus_health])
     return app
 
 

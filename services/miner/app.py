@@ -14,7 +14,13 @@ from services.common.bus import Bus, Kind
 from services.common.ledger_client import LedgerClient
 from services.common.node_key import load_or_create_node_key
 from services.common.settings import Settings
-from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
+from services.common.web import (
+    Check,
+    Metrics,
+    add_health_and_metrics,
+    base_middlewares,
+    bus_check,
+)
 from services.miner.engine import Engine, default_workers
 from services.miner.miner import Miner
 
@@ -40,7 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_miner_ctx)
     app.add_routes(routes)
-    add_health_and_metrics(app, "miner", metrics, [_workers_check, _ledger_check])
+    add_health_and_metrics(app, "miner", metrics, [_workers_check, _ledger_check, _bus_check])
     for name, doc, read in (
         ("pybtc_miner_hash_rate", "Hashes per second over the last seconds", "hash_rate"),
         ("pybtc_miner_blocks_accepted", "Blocks the ledger accepted", "blocks_accepted"),
@@ -125,6 +131,11 @@ async def _workers_check(app: web.Application) -> Check:
         return Check("workers", False, "not started", fatal=True)
     alive = miner.engine.alive()
     return Check("workers", alive, f"{miner.engine.size} workers", fatal=not alive)
+
+
+async def _bus_check(app: web.Application) -> Check:
+    miner = app.get(MINER)
+    return bus_check(miner.bus if miner is not None else None)
 
 
 async def _ledger_check(app: web.Application) -> Check:

@@ -65,9 +65,15 @@ class MineDesk:
         waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.waiters[request_id] = waiter
         try:
-            await self.bus.publish(
+            sent = await self.bus.publish(
                 Kind.MINING, {"action": "mine", "request_id": request_id, "node": self.node}
             )
+            if sent is None:  # Redis is down: the request cannot reach the miner
+                raise ServiceError(
+                    503,
+                    "no-miner",
+                    "the bus to this node's miner is down (Redis); nothing was mined",
+                )
             return await asyncio.wait_for(waiter, seconds)
         except TimeoutError:
             raise ServiceError(

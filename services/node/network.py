@@ -82,6 +82,8 @@ class Network:
         self.client: PeerClient | None = None
         self.syncer: Syncer | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.bus_ledgers: dict[str, None] = {}
+        """URLs of the other ledgers heard on the bus (most recent last), for resyncs."""
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self, bus: Bus | None) -> None:
@@ -290,6 +292,7 @@ class Network:
     async def on_bus(self, envelope: Envelope) -> None:
         """Handle a transaction or block another ledger announced on the shared Redis."""
         data = envelope.data
+        self._heard_on_bus(data.get("url"))
         if envelope.type == Kind.TX:
             try:
                 result = self.ledger.submit_transaction(
@@ -356,20 +359,26 @@ class Network:
             logger.info("sync failed url=%s error=%s", url, exc.message)
             return None
 
-    async def sync_all(self) -> list[SyncResult]:
-        """Health-check every peer, then sync from those claiming more work (most first)."""
+    async def sync_all(self, extra: list[str] | None = None) -> list[SyncResult]:
+        """Health-check every peer (and the `extra` ledgers), then sync from those claiming
+        more work (most first)."""
         assert self.client is not None
         client = self.client
-        urls = self.book.urls()
+        urls = self.book.urls() + (extra or [])
+        ours = self.ledger.chain_work()
 
         async def check(url: str) -> PeerStatus | None:
             try:
                 status = await client.status(url)
             except PeerError as exc:
-                if self.book.failed(url, exc.message, invalid=exc.invalid):
+                # Unreachable (refused, reset, no answer in time) is not a fault: a partition
+                # or a restart must not make nodes forget each other. Wrong answers still count.
+                unreachable = not exc.invalid and exc.http_status is None
+                if self.book.failed(url, exc.message, invalid=exc.invalid, keep=unreachable):
                     logger.warning("peer dropped url=%s error=%s", url, exc.message)
                 return None
-            self.book.ok(url, status.height, status.tip)
+            # A peer claiming more work keeps its failures until a sync with it succeeds.
+            self.book.ok(url, status.height, status.tip, reset=status.chain_work <= ours)
             return status
 
         statuses = [s for s in await asyncio.gather(*(check(u) for u in urls)) if s is not None]
@@ -382,6 +391,35 @@ class Network:
                 results.append(synced)
         return results
 
+    def _heard_on_bus(self, url: object) -> None:
+        try:
+            url = normalize_peer_url(url)
+        except ServiceError:
+            return
+        if url != self.self_url:
+            self.bus_ledgers.pop(url, None)
+            self.bus_ledgers[url] = None
+            while len(self.bus_ledgers) > self.settings.max_peers:
+                del self.bus_ledgers[next(iter(self.bus_ledgers))]
+
     async def resync(self) -> None:
-        """After a bus reconnect: catch up with every peer."""
-        await self.sync_all()
+        """After a bus reconnect (or a gap): catch up with every peer and every ledger heard on
+        the bus, and take the pending transactions of theirs we lack: what the bus dropped."""
+        extra = [url for url in self.bus_ledgers if url not in self.book]
+        await self.sync_all(extra)
+        await asyncio.gather(*(self._pull_mempool(u) for u in [*self.book.urls(), *extra]))
+
+    async def _pull_mempool(self, url: str) -> None:
+        assert self.client is not None
+        try:
+            txs = await self.client.mempool(url)
+        except PeerError as exc:
+            logger.info("mempool not pulled url=%s error=%s", url, exc.message)
+            return
+        for tx in txs:
+            try:
+                result = self.ledger.submit_transaction(tx, int(self.clock()))
+            except (ValidationError, ServiceError):
+                continue
+            if result.is_new:
+                await self.transaction_accepted(result)

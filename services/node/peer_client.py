@@ -14,13 +14,14 @@ from typing import Any
 
 import aiohttp
 
-from pybtc import Block, BlockHeader, ChainParams, ValidationError
+from pybtc import Block, BlockHeader, ChainParams, Transaction, ValidationError
 from services.common.web import ServiceError, parse_json
 from services.node.peers import PeerPolicy
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 HEADERS_PAGE = 500
 BLOCKS_PAGE = 20
+MEMPOOL_PAGE = 500
 
 
 class PeerError(Exception):
@@ -171,6 +172,19 @@ class PeerClient:
             raise PeerError(url, f"sent a bad block: {exc}", invalid=True) from None
         _check_sequence(url, [b.header for b in blocks], start)
         return blocks
+
+    async def mempool(self, url: str) -> list[Transaction]:
+        """The first MEMPOOL_PAGE pending transactions, in mining order (GET /mempool)."""
+        body = await self.get(url, "/mempool", limit=str(MEMPOOL_PAGE))
+        try:
+            items = body["transactions"][:MEMPOOL_PAGE]
+            extra = ("position", "received_at")
+            return [
+                Transaction.from_dict({k: v for k, v in item.items() if k not in extra})
+                for item in items
+            ]
+        except (KeyError, TypeError, AttributeError, ValidationError):
+            raise PeerError(url, "sent a bad mempool", invalid=True) from None
 
     async def block(self, url: str, block_hash: str) -> Block:
         """One block by hash (GET /blocks/{hash})."""

@@ -158,16 +158,22 @@ class PeerBook:
         with self.store.transaction():
             self.store.db.execute("DELETE FROM peers WHERE url = ?", (url,))
 
-    def ok(self, url: str, height: int | None = None, tip: str | None = None) -> None:
+    def ok(
+        self, url: str, height: int | None = None, tip: str | None = None, *, reset: bool = True
+    ) -> None:
+        """It answered; `reset` also clears its failures (not for a peer that still has to
+        prove, by a sync, the work it claims)."""
         with self.store.transaction():
             self.store.db.execute(
-                "UPDATE peers SET failures = 0, last_ok = ?, last_error = NULL, "
+                "UPDATE peers SET failures = CASE WHEN ? THEN 0 ELSE failures END, last_ok = ?, "
+                "last_error = CASE WHEN ? THEN NULL ELSE last_error END, "
                 "height = COALESCE(?, height), tip = COALESCE(?, tip) WHERE url = ?",
-                (int(time.time()), height, tip, url),
+                (reset, int(time.time()), reset, height, tip, url),
             )
 
-    def failed(self, url: str, error: str, *, invalid: bool = False) -> bool:
-        """Count a failure; drop the peer when it reaches the limit. True if it was dropped."""
+    def failed(self, url: str, error: str, *, invalid: bool = False, keep: bool = False) -> bool:
+        """Count a failure; drop the peer when it reaches the limit, unless `keep` (a peer that
+        is only unreachable stays, to be tried again). True if it was dropped."""
         penalty = INVALID_DATA_PENALTY if invalid else 1
         with self.store.transaction():
             self.store.db.execute(
@@ -177,7 +183,7 @@ class PeerBook:
             row = self.store.db.execute(
                 "SELECT failures FROM peers WHERE url = ?", (url,)
             ).fetchone()
-            if row is not None and row[0] >= self.max_failures:
+            if row is not None and row[0] >= self.max_failures and not keep:
                 self.store.db.execute("DELETE FROM peers WHERE url = ?", (url,))
                 return True
         return False

@@ -8,6 +8,7 @@ from services.common.pages import (
     LEDGER,
     SETTINGS,
     add_ledger_and_live,
+    bus_health,
     html_errors,
     ledger_check,
     setup_pages,
@@ -32,7 +33,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(routes)
     add_ledger_and_live(app, "wallet")
     app.on_startup.append(_faucet)
-    add_health_and_metrics(app, "wallet", metrics, [ledger_check])
+    add_health_and_metrics(app, "wallet", metrics, [ledger_check, bus_health])
     return app
 
 
