@@ -7,6 +7,10 @@
   tip, mempool and peers, with the end of each node's log.
 - `build_chain` mines a regtest chain in-process (pybtc) and `submit_blocks` hands its blocks
   to a ledger the way a miner does: hundreds of blocks for the cost of one request each.
+- `start_node` starts a ledger with its miner service (`GET /mine` needs the miner and a bus),
+  `mine_on_demand` is the tutorial's `GET /mine`, `mine_empty` mines blocks that leave the
+  mempool alone; `sync_peers` waits for a full mesh of registrations; `assert_same_balances`
+  compares every node's view of some accounts.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from typing import Any
 import pytest
 
 from pybtc import REGTEST, Block, MemoryChain
+from pybtc.mining import build_block, mine_block
 from tests.functional.conftest import ChildProcesses, LedgerProcess, get_json, http
+from tests.functional.test_miner import MinerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -167,3 +173,142 @@ def requests_served(node: LedgerProcess, route: str) -> int:
         re.MULTILINE,
     )
     return int(sum(float(value) for value in pattern.findall(reply.text)))
+
+
+# -- more helpers: whole nodes, peers, balances, empty blocks ----------------------------------
+
+
+def sync_peers(
+    nodes: Sequence[LedgerProcess],
+    public_url: Callable[[LedgerProcess], str] | None = None,
+    timeout: float = 15.0,
+) -> None:
+    """Wait until every node's `GET /nodes` lists exactly every other node (by `public_url`:
+    the URL a node publishes; its own `url` unless it is reached through a proxy)."""
+    url_of = public_url or (lambda node: node.url)
+
+    def mesh() -> bool:
+        return all(peer_urls(n) == {url_of(m) for m in nodes if m is not n} for n in nodes)
+
+    took = wait_until(mesh, nodes, "sync_peers: every node knows every other", timeout)
+    logger.info("peers in sync after %.2fs: %d nodes, a full mesh", took, len(nodes))
+
+
+def balances(node: LedgerProcess, addresses: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(balance, nonce) of each address on the node's best chain."""
+    found = {}
+    for address in addresses:
+        info = get_json(f"{node.url}/address/{address}")
+        found[address] = (info["balance"], info["nonce"])
+    return found
+
+
+def assert_same_balances(
+    nodes: Sequence[LedgerProcess], addresses: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """Every node reports the same (balance, nonce) for every address; return them."""
+    seen = {name(node): balances(node, addresses) for node in nodes}
+    first = next(iter(seen.values()))
+    assert all(b == first for b in seen.values()), f"balances differ: {seen}\n{describe(nodes)}"
+    return first
+
+
+def tx_view(node: LedgerProcess, txid: str) -> dict[str, Any]:
+    """`GET /tx/{txid}` (it must be known: confirmed, pending or dropped)."""
+    body: dict[str, Any] = get_json(f"{node.url}/tx/{txid}")
+    return body
+
+
+def mine_empty(node: LedgerProcess, address: str, count: int = 1) -> list[Block]:
+    """Mine `count` blocks on the node's tip with no transaction but the coinbase (a miner may
+    leave the mempool alone), each submitted to the node and required to become its tip."""
+    blocks = []
+    for _ in range(count):
+        body = get_json(f"{node.url}/mining/template?address={address}")
+        template = Block.from_dict(body["block"])
+        parent = Block.from_dict(get_json(f"{node.url}/blocks/{template.previous_hash}")["block"])
+        empty = build_block(
+            REGTEST,
+            parent.header,
+            bits=template.header.bits,
+            transactions=(),
+            miner_address=address,
+            timestamp=template.header.timestamp,
+        )
+        block = mine_block(empty)
+        assert block is not None
+        submit_blocks(node, [block])
+        blocks.append(block)
+    return blocks
+
+
+def healthz(url: str) -> dict[str, Any]:
+    """A service's `GET /healthz` body (200 for ok and degraded, 503 for unhealthy)."""
+    reply = http("GET", f"{url}/healthz")
+    assert reply.status in (200, 503), f"GET {url}/healthz -> {reply.status}: {reply.text[:300]}"
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+def mine_on_demand(node: LedgerProcess, timeout: float = 30.0) -> dict[str, Any]:
+    """The tutorial's `GET /mine` on the node: its miner service mines one block. Retried while
+    the ledger answers 503 `no-miner` (it has not heard the miner's heartbeat yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = http("GET", f"{node.url}/mine", timeout=timeout)
+        if reply.status == 200:
+            body: dict[str, Any] = reply.json()
+            logger.info("%s GET /mine -> block %d %s", name(node), body["index"], body["hash"])
+            return body
+        if reply.status != 503 or reply.json().get("reason") != "no-miner":
+            pytest.fail(f"{name(node)} GET /mine -> {reply.status}: {reply.text}\n{node.log()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name(node)}: no miner heard within {timeout:.0f}s\n{node.log()}")
+        time.sleep(0.1)
+
+
+def start_node(
+    children: ChildProcesses,
+    tmp_path: Path,
+    index: int,
+    *,
+    redis_url: str,
+    miner_address: str,
+    env: Mapping[str, str] | None = None,
+) -> tuple[LedgerProcess, MinerProcess]:
+    """Ledger and on-demand miner of node<index> (bus origin `node<index>`, one hashing
+    worker), sharing its data dir and `redis_url`; both answering."""
+    node_id = f"node{index}"
+    ledger = LedgerProcess(
+        children,
+        tmp_path / node_id,
+        redis_url=redis_url,
+        extra_env={"PYBTC_NODE_ID": node_id, **(env or {})},
+    )
+    ledger.start()
+    miner = MinerProcess(
+        children,
+        ledger.data_dir,
+        network="regtest",
+        mode="on-demand",
+        node=node_id,
+        ledger_url=ledger.url,
+        redis_url=redis_url,
+        workers=1,
+        address=miner_address,
+    ).start()
+    logger.info("%s up ledger=%s miner=%s", node_id, ledger.url, miner.url)
+    return ledger, miner
+
+
+def requests_answered(node: LedgerProcess, route: str) -> int:
+    """Like `requests_served`, for any route, `{placeholders}` included (whose braces that
+    helper's pattern cannot cross): requests the node answered on `route`, from `/metrics`."""
+    reply = http("GET", f"{node.url}/metrics")
+    assert reply.status == 200, reply.text
+    label = f'route="{route}"'
+    total = 0.0
+    for line in reply.text.splitlines():
+        if line.startswith("pybtc_http_requests_total{") and label in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
