@@ -198,12 +198,21 @@ class Miner:
         """Poll the ledger's tip: the bus is a hint, this is the guarantee."""
         while True:
             await asyncio.sleep(STATUS_POLL)
+            template = self.template
             try:
                 status = await self.ledger.get("/status")
             except ServiceError:
                 continue
-            template = self.template
-            if template is not None and status.get("tip") != template.previous_hash:
+            # An answer about a template that has been replaced since the request went out is
+            # old news (the miner's own block moved the tip meanwhile): only a tip that moved
+            # under the current job, and not by this miner, makes it stale.
+            tip = status.get("tip")
+            if (
+                template is not None
+                and template is self.template
+                and tip != template.previous_hash
+                and tip != self._own_tip
+            ):
                 self.refresh("tip (poll)")
 
     async def heartbeat(self) -> None:
