@@ -348,3 +348,13 @@ def test_the_script_runs_as_docker_runs_it(stand_in: Any) -> None:
     result = subprocess.run(run, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("healthy: http://127.0.0.1:")
+
+
+def test_smoke_script_parses_and_cleans_up_after_itself() -> None:
+    """deploy/smoke.sh (run for real by CI) is valid bash and tears down what it starts."""
+    script = Path(__file__).resolve().parents[2] / "deploy" / "smoke.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
+    text = script.read_text()
+    assert "trap cleanup EXIT" in text
+    assert "down --volumes --remove-orphans" in text
+    assert "--network none" in text
