@@ -50,14 +50,14 @@ def _mine(node: UpNode) -> None:
 class Person:
     """One browser context with the wallet open, and every request it made."""
 
-    def __init__(self, page: Page, node: UpNode, passphrase: str) -> None:
+    def __init__(self, page: Page, node: UpNode, passphrase: str, wallet_url: str = "") -> None:
         self.page = page
         self.node = node
         self.passphrase = passphrase
         self.requests: list[Request] = []
         self.stored: dict[str, Any] = {}
         page.on("request", lambda request: self.requests.append(request))
-        page.goto(f"{node.wallet_url}/")
+        page.goto(f"{wallet_url or node.wallet_url}/")
 
     def create(self) -> str:
         self.page.fill("#create-pass", self.passphrase)
@@ -327,3 +327,45 @@ def test_a_cli_transfer_shows_in_the_browser_and_watch_only_view(
     expect(watcher.row(txid)).to_contain_text("Confirmed", timeout=10_000)  # live
     expect(watcher.page.locator("#balance")).to_have_text("1.25000000")
     screenshot(watcher.page, "wallet-watch-only")
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpNode]:
+    """`pybtc up --nodes 3`: three whole nodes on one shared Redis, registered with node 1."""
+    started = UpNode(tmp_path_factory.mktemp("up3") / "data", nodes=3)
+    try:
+        started.wait_ready(timeout=120)
+        yield started
+    finally:
+        started.stop()
+
+
+def test_a_wallet_on_node_1_pays_a_wallet_on_node_3(
+    open_page: Callable[[], Page], network: UpNode
+) -> None:
+    """The README's `pybtc up --nodes 3`: a browser wallet on node 1 pays one on node 3; every
+    node's explorer shows the block that confirms it."""
+    assert network.get("/mine", timeout=60)["message"] == "new block found"  # node 1's faucet
+    gina = Person(open_page(), network, "gina's passphrase", network.wallet_url_of(1))
+    gina.create()
+    gina.faucet()
+    assert network.get("/mine", port=network.port + 1, timeout=60)  # node 2 mines it
+    expect(gina.page.locator("#balance")).to_have_text("10.00000000", timeout=15_000)
+
+    hal = Person(open_page(), network, "hal's passphrase", network.wallet_url_of(3))
+    hal_address = hal.create()
+    gina.fill_send(hal_address, "4")
+    gina.page.click("#confirm-send")
+    txid = gina.page.locator("#sent-txid").inner_text()
+    expect(hal.row(txid)).to_contain_text("Pending", timeout=15_000)  # gossiped to node 3
+    mined = network.get("/mine", port=network.port + 2, timeout=60)  # node 3 mines it
+    expect(hal.row(txid)).to_contain_text("Confirmed", timeout=15_000)
+    expect(gina.row(txid)).to_contain_text("Confirmed", timeout=15_000)
+    expect(hal.page.locator("#balance")).to_have_text("4.00000000")
+    screenshot(hal.page, "wallet-node3-received")
+    explorer = open_page()
+    for node in (1, 2, 3):
+        explorer.goto(f"{network.explorer_url_of(node)}/")
+        expect(explorer.locator("#stat-height")).to_have_text(str(mined["index"]), timeout=15_000)
+    gina.assert_no_secret_sent()
+    hal.assert_no_secret_sent()
