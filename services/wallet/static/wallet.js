@@ -183,16 +183,20 @@ function rememberSent(txid) {
   localStorage.setItem(sentKey(), JSON.stringify(sent.slice(0, 20)));
 }
 
+const settled = new Set(); // sent txids seen confirmed: older than the history's first page
+
 /** Transactions this browser sent that the ledger no longer lists for the address: dropped. */
 async function lostSent(listed) {
   const sent = JSON.parse(localStorage.getItem(sentKey()) || "[]");
-  const missing = sent.filter((txid) => !listed.has(txid)).slice(0, 10);
+  const missing = sent.filter((txid) => !listed.has(txid) && !settled.has(txid)).slice(0, 10);
   const found = [];
   for (const txid of missing) {
     try {
       const view = await api(`/api/tx/${txid}`);
       if (view.status === "dropped") {
         found.push({ txid, status: "dropped", fate: view.fate, delta: undefined });
+      } else if (view.status === "confirmed") {
+        settled.add(txid); // on a later page of the history: no need to ask again
       }
     } catch {
       // not known to the node (yet, or any more): nothing to show
