@@ -18,7 +18,7 @@ from aiohttp import web
 from pybtc import COIN, AddressError, Transaction, address_from_public_key, decode_address
 from pybtc.errors import ValidationError
 from services.common.ledger_client import LedgerClient
-from services.common.pages import BROADCASTER, LEDGER, SETTINGS
+from services.common.pages import BROADCASTER, LEDGER, SETTINGS, is_hash
 from services.common.web import ServiceError, query_int, read_json_object
 from services.wallet.csrf import csrf_token
 from services.wallet.faucet import Faucet, RateLimitedError
@@ -155,7 +155,7 @@ async def api_address(request: web.Request) -> web.Response:
 async def api_tx(request: web.Request) -> web.Response:
     """A transaction's status (pending, confirmed, dropped with its reason), from the ledger."""
     txid = request.match_info["txid"]
-    if len(txid) != 64 or any(c not in "0123456789abcdef" for c in txid):
+    if not is_hash(txid):
         raise ServiceError(400, "bad-txid", "a transaction id is 64 lowercase hexadecimal digits")
     status, view = await _ledger(request).request("GET", f"/tx/{txid}")
     if status == 404:
@@ -179,7 +179,7 @@ async def api_check_address(request: web.Request) -> web.Response:
 async def api_address_of_key(request: web.Request) -> web.Response:
     """For pages without WebCrypto's SHA-256: the address of a public key (not a secret)."""
     text = request.match_info["public_key"]
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+    if not is_hash(text):  # 64 lowercase hex digits, like a hash
         raise ServiceError(400, "bad-public-key", "a public key is 64 lowercase hex digits")
     return web.json_response({"address": address_from_public_key(bytes.fromhex(text))})
 

@@ -818,8 +818,7 @@ def test_malformed_files_are_refused_before_the_kdf_runs(crypto_page: Page) -> N
     results = refusals_in_browser(crypto_page, [(d, "pw") for d in malformed])
     for case, message, result in zip(malformed, expected, results, strict=True):
         assert result["error"] == message, case
-        assert result["kdf"] == 0, case
-        assert result["ms"] < 1_000, case  # 10,000,000 iterations take seconds
+        assert result["kdf"] == 0, case  # refused before any key derivation ran
     # The file's JSON text is read too (pybtc reads files in read_key_file); text that is not JSON
     # or is too large is refused like there.
     texts = ["{not json", " " * (64 * 1024 + 1)]
