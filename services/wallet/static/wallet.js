@@ -69,8 +69,9 @@ function explainMode() {
 // -- create, import, unlock, lock, remove -------------------------------------------------
 
 async function openWallet(unlocked) {
+  // the address first: a live update arriving meanwhile must not read an address-less key
+  if (!unlocked.address) unlocked.address = await addressOf(unlocked.publicKey);
   key = unlocked;
-  if (!key.address) key.address = await addressOf(key.publicKey);
   $("address").textContent = key.address;
   $("qr").src = `/qr/${key.address}.svg`;
   const stored = localStorage.getItem(STORE);
