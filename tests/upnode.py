@@ -59,6 +59,7 @@ class UpNode:
         **env: str,
     ) -> None:
         self.nodes = nodes
+        self.data_dir = data_dir
         spread = list(range(nodes))
         self.port = port or free_port_run(spread)
         self.miner_port = free_port_run(spread)

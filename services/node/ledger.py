@@ -309,17 +309,20 @@ class Ledger:
                 400, "fee-too-low", f"fee must be at least {self.policy.min_fee} base units"
             )
         account = self.store.account(tx.sender)
-        pending = self.store.mempool_by_sender(tx.sender)
-        replaced = next((p.tx for p in pending if p.tx.nonce == tx.nonce), None)
+        pending, spent = self.store.mempool_sender_totals(tx.sender)
         if tx.nonce < account.nonce:
             raise ValidationError(
                 Reason.BAD_NONCE, f"nonce {tx.nonce} is used already; the next is {account.nonce}"
             )
-        if replaced is None and tx.nonce != account.nonce + len(pending):
+        replaced = None
+        if tx.nonce < account.nonce + pending:  # the nonce of a pending one: a replacement
+            same_nonce = self.store.mempool_by_sender_nonce(tx.sender, tx.nonce)
+            replaced = same_nonce.tx if same_nonce is not None else None
+        if replaced is None and tx.nonce != account.nonce + pending:
             raise ValidationError(
                 Reason.BAD_NONCE,
-                f"nonce {tx.nonce} is not the sender's next nonce {account.nonce + len(pending)} "
-                f"({len(pending)} pending)",
+                f"nonce {tx.nonce} is not the sender's next nonce {account.nonce + pending} "
+                f"({pending} pending)",
             )
         if replaced is not None and tx.fee <= replaced.fee:
             raise ServiceError(
@@ -328,7 +331,8 @@ class Ledger:
                 f"a pending transaction has nonce {tx.nonce}; a replacement must pay a fee "
                 f"above {replaced.fee}",
             )
-        spent = sum(p.tx.amount + p.tx.fee for p in pending if p.tx is not replaced)
+        if replaced is not None:
+            spent -= replaced.amount + replaced.fee
         if account.balance - spent < tx.amount + tx.fee:
             raise ValidationError(
                 Reason.INSUFFICIENT_FUNDS,

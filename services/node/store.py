@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS mempool (
 );
 CREATE INDEX IF NOT EXISTS mempool_by_fee ON mempool(fee DESC, seq);
 CREATE INDEX IF NOT EXISTS mempool_by_recipient ON mempool(recipient);
+CREATE INDEX IF NOT EXISTS mempool_by_seq ON mempool(seq);
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
     object_id TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL, source TEXT NOT NULL
@@ -260,13 +261,14 @@ class Store:
     def main_height(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(height), 0) FROM main_chain").fetchone()[0])
 
-    def main_blocks(self, start: int, limit: int) -> list[StoredBlock]:
+    def main_block_bodies(self, start: int, limit: int) -> list[str]:
+        """The stored JSON of main-chain blocks (each `Block.to_dict()`, as written), unparsed."""
         rows = self.db.execute(
-            f"SELECT {self._BLOCK_COLUMNS} FROM main_chain JOIN blocks USING (hash) "  # noqa: S608
+            "SELECT body FROM main_chain JOIN blocks USING (hash) "
             "WHERE main_chain.height >= ? ORDER BY main_chain.height LIMIT ?",
             (start, limit),
         )
-        return [self._stored(r) for r in rows]
+        return [r[0] for r in rows]
 
     def main_headers(self, start: int, limit: int) -> list[dict[str, Any]]:
         rows = self.db.execute(
@@ -422,6 +424,21 @@ class Store:
         )
         return [self._pending(r) for r in rows]
 
+    def mempool_sender_totals(self, sender: str) -> tuple[int, int]:
+        """How many transactions `sender` has pending, and what they spend (amounts + fees)."""
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(amount + fee), 0) FROM mempool WHERE sender = ?",
+            (sender,),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def mempool_by_sender_nonce(self, sender: str, nonce: int) -> PendingTx | None:
+        row = self.db.execute(
+            "SELECT body, received_at, seq FROM mempool WHERE sender = ? AND nonce = ?",
+            (sender, nonce),
+        ).fetchone()
+        return None if row is None else self._pending(row)
+
     def mempool_all(self, limit: int = -1, offset: int = 0) -> list[PendingTx]:
         """Pending transactions in mining order: highest fee first, then first seen."""
         rows = self.db.execute(
@@ -442,11 +459,12 @@ class Store:
         row = self.db.execute("SELECT fee, seq FROM mempool WHERE txid = ?", (txid,)).fetchone()
         if row is None:
             return None
-        ahead = self.db.execute(
-            "SELECT COUNT(*) FROM mempool WHERE fee > ? OR (fee = ? AND seq < ?)",
-            (row[0], row[0], row[1]),
-        ).fetchone()[0]
-        return int(ahead) + 1
+        # two index ranges (mempool_by_fee); an OR of them would scan the whole table
+        richer = self.db.execute("SELECT COUNT(*) FROM mempool WHERE fee > ?", (row[0],))
+        earlier = self.db.execute(
+            "SELECT COUNT(*) FROM mempool WHERE fee = ? AND seq < ?", (row[0], row[1])
+        )
+        return int(richer.fetchone()[0]) + int(earlier.fetchone()[0]) + 1
 
     def mempool_pending_for(self, address: str) -> list[PendingTx]:
         rows = self.db.execute(

@@ -67,12 +67,18 @@ async def chain(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", height, low=1, high=2**62)
     form = request.query.get("format", "full")
     if form == "headers":
-        items: list[Any] = ledger.store.main_headers(start, limit)
-    elif form == "full":
-        items = [s.block.to_dict() for s in ledger.store.main_blocks(start, limit)]
-    else:
+        return web.json_response(
+            {"chain": ledger.store.main_headers(start, limit), "length": height}
+        )
+    if form != "full":
         raise ServiceError(400, "bad-query", "format is 'full' or 'headers'")
-    return web.json_response({"chain": items, "length": height})
+    # The blocks as stored (json.dumps of Block.to_dict() when they were accepted), joined
+    # without parsing: what json_response would write, at a fraction of the cost.
+    bodies = ledger.store.main_block_bodies(start, limit)
+    return web.Response(
+        text=f'{{"chain": [{", ".join(bodies)}], "length": {height}}}',
+        content_type="application/json",
+    )
 
 
 @routes.post("/transactions/new")
