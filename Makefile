@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run lint format typecheck test pytest test-browser bench clean
+.PHONY: help install run lint format typecheck test pytest test-browser bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,10 +41,11 @@ test-browser: $(STAMP)  ## browser tests: Debian's chromium (installed if missin
 	bash scripts/install-chromium.sh
 	$(BIN)/pytest -m browser $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## benchmarks: print figures (not tests)
+bench: $(STAMP)  ## benchmarks beside the tutorial's node (~15 min): prints and writes docs/performance.md
 	$(BIN)/python bench/run.py
-	$(BIN)/python bench/hashrate.py
-	$(BIN)/python bench/explorer.py
+
+bench-quick: $(STAMP)  ## the same benchmarks on smaller chains (~3 min)
+	$(BIN)/python bench/run.py --quick
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -30,32 +30,45 @@ def bench_key(n: int) -> PrivateKey:
 class ChainBuilder:
     """Blocks on regtest from `tip` on: coinbase to `funder`, then signed transfers."""
 
-    def __init__(self, tip: BlockHeader, *, txs_per_block: int = 2, recipients: int = 50) -> None:
+    def __init__(
+        self,
+        tip: BlockHeader,
+        *,
+        txs_per_block: int = 2,
+        recipients: int = 50,
+        fund: dict[str, int] | None = None,
+    ) -> None:
         self.tip = tip
         self.funder = bench_key(0)
         self.recipients = [bench_key(i).address for i in range(1, recipients + 1)]
         self.txs_per_block = txs_per_block
         self.nonce = 0
         self.funded = False  # the first block funds the key; transfers start in the next one
+        self.fund = dict(fund or {})
+        """Addresses paid once, in the first block with transfers (before the ring's)."""
+
+    def _transfer(self, recipient: str, amount: int) -> Transaction:
+        tx = Transaction.create(
+            self.funder,
+            recipient,
+            amount,
+            fee=1_000,
+            nonce=self.nonce,
+            timestamp=self.tip.timestamp,
+            network_id=REGTEST.network_id,
+        )
+        self.nonce += 1
+        return tx
 
     def blocks(self, count: int) -> Iterator[Block]:
         for _ in range(count):
             txs = []
             if self.funded:
+                txs += [self._transfer(address, amount) for address, amount in self.fund.items()]
+                self.fund = {}
                 for _ in range(self.txs_per_block):
                     recipient = self.recipients[self.nonce % len(self.recipients)]
-                    txs.append(
-                        Transaction.create(
-                            self.funder,
-                            recipient,
-                            1_000 + self.nonce,
-                            fee=1_000,
-                            nonce=self.nonce,
-                            timestamp=self.tip.timestamp,
-                            network_id=REGTEST.network_id,
-                        )
-                    )
-                    self.nonce += 1
+                    txs.append(self._transfer(recipient, 1_000 + self.nonce))
             block = build_block(
                 REGTEST,
                 self.tip,

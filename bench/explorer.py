@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import platform
-import random
 import shutil
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.chainbuild import ChainBuilder, Ledger, bench_key, import_blocks  # noqa: E402
+from bench.tutorial import tutorial_chain  # noqa: E402
 from tests.reference import REFERENCE_DIR, reference_venv  # noqa: E402
 from tests.upnode import UpNode, free_port  # noqa: E402
 
@@ -54,38 +54,6 @@ with open(sys.argv[2]) as f:
     seed_node.blockchain.chain = json.load(f)
 seed_node.app.run(host="127.0.0.1", port=int(sys.argv[3]))
 """
-
-
-def tutorial_chain(length: int) -> list[dict[str, object]]:
-    """`length` blocks as the tutorial's node makes them: index, timestamp, transactions (a
-    reward from "0" and two transfers), nonce, previous_hash (sha256 of the sorted JSON)."""
-    import hashlib
-
-    rng = random.Random(1)
-    chain: list[dict[str, object]] = []
-    previous: object = 1
-    for i in range(1, length + 1):
-        now = 1_790_000_000.0 + i * 5
-        txs = [{"sender": "0", "recipient": "node_5000", "amount": 1, "timestamp": now}]
-        txs += [
-            {
-                "sender": "node_5000",
-                "recipient": f"wallet_{rng.randrange(50)}",
-                "amount": 1 + j,
-                "timestamp": now,
-            }
-            for j in range(2)
-        ]
-        block = {
-            "index": i,
-            "timestamp": now,
-            "transactions": txs if i > 1 else [],
-            "nonce": rng.randint(-1_000_000, 1_000_000),
-            "previous_hash": previous,
-        }
-        chain.append(block)
-        previous = hashlib.sha256(json.dumps(block, sort_keys=True).encode()).hexdigest()
-    return chain
 
 
 def get(url: str) -> tuple[int, int]:
@@ -185,7 +153,7 @@ def main() -> None:
         scan_url = None
         if python is not None:
             chain_file = work / "tutorial-chain.json"
-            chain_file.write_text(json.dumps(tutorial_chain(small)))
+            chain_file.write_text(json.dumps(tutorial_chain(small, 2)))
             node_port, scan_port = free_port(), free_port()
             env = dict(os.environ, SEED_PORT=str(node_port))
             node_log, scan_log = work / "seed_node.log", work / "seed_scan.log"
