@@ -29,6 +29,9 @@ from services.node.peer_client import BLOCKS_PAGE, HEADERS_PAGE, PeerClient, Pee
 logger = logging.getLogger(__name__)
 
 MAX_SYNC_HEADERS = 200_000
+FIRST_FORK_PAGE = 16
+"""Headers asked for first when looking for the fork point; a block announcement is usually one
+block past our tip, and a whole page (500 headers, each checked) cost a peer ~40 ms a block."""
 
 
 @dataclass
@@ -137,12 +140,14 @@ class Syncer:
         """The highest block of the peer's main chain that we know."""
         store = self.ledger.store
         top = height
+        size = FIRST_FORK_PAGE  # usually the fork is at our tip: look there before a whole page
         while top >= 1:
-            start = max(1, top - HEADERS_PAGE + 1)
+            start = max(1, top - size + 1)
             for header in reversed(await self.client.headers(url, start, top - start + 1)):
                 if store.block_meta(header.hash) is not None:
                     return header
             top = start - 1
+            size = HEADERS_PAGE
         raise PeerError(url, "shares no block with us, not even genesis", invalid=True)
 
     async def _headers_after(
