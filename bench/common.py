@@ -95,7 +95,7 @@ def flat(small: Figure, tolerance: float = 1.5) -> Callable[[Figure], bool | Non
 
 
 def fmt(value: float, unit: str) -> str:
-    if unit == "ms":
+    if unit in ("ms", "µs"):
         return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
     if unit == "s":
         return f"{value:,.2f}"

@@ -12,6 +12,7 @@ run against it at each height.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ from pybtc import REGTEST
 from tests.upnode import UpNode
 
 TXS_PER_BLOCK = 5
+SETTLE = 3.0
+"""Seconds the node is left alone after an import, so that its miner and explorer have caught up
+with the announcements before anything is timed."""
 TX_KEY = bench_key(500)
 """Funded in the chain's second block; the transaction-propagation benchmark spends from it."""
 
@@ -59,6 +63,7 @@ def build(
             say(f"chain: importing blocks {height + 1:,}..{target:,}")
             import_blocks(node.url, target - height, builder)
             height = target
+            time.sleep(SETTLE)
             path = work / f"snapshot-{target}.sqlite3"
             source = sqlite3.connect(node_db(node))
             copy = sqlite3.connect(path)

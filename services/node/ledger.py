@@ -220,9 +220,10 @@ class Ledger:
             self.store.insert_block(block, work, now)
         if not prefers(work, self.chain_work()):
             return BlockResult(block, None)
-        return BlockResult(block, self._reorganize(block.hash, now))
+        return BlockResult(block, self._reorganize(block.hash, now, block))
 
-    def _reorganize(self, new_tip: str, now: int) -> TipChange:
+    def _reorganize(self, new_tip: str, now: int, known: Block | None = None) -> TipChange:
+        """Move the tip to `new_tip`; `known` is a block in hand (not read back from the store)."""
         def header(block_hash: str) -> BlockHeader:
             found = self.store.get_header(block_hash)
             assert found is not None
@@ -236,13 +237,17 @@ class Ledger:
                 for head in down:
                     change.disconnected.append(self._disconnect(head.hash, head.previous_hash))
                 for head in up:
-                    stored = self.store.get_block(head.hash)
-                    assert stored is not None
+                    if known is not None and head.hash == known.hash:
+                        block = known
+                    else:
+                        stored = self.store.get_block(head.hash)
+                        assert stored is not None
+                        block = stored.block
                     try:
-                        self._connect(stored.block)
+                        self._connect(block)
                     except ValidationError as exc:
                         raise _BadBranchError(head.hash, exc) from exc
-                    change.connected.append(stored.block)
+                    change.connected.append(block)
                 self._refresh_mempool(change, now)
                 reorg_id = (
                     self.store.log_reorg(

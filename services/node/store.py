@@ -113,11 +113,16 @@ class PendingTx:
     seq: int
 
 
+HEADER_CACHE = 2_048
+"""Headers kept in memory by `Store.get_header` (about 0.5 MB)."""
+
+
 class Store:
     """Typed reads and writes over the ledger's SQLite file. Not thread-safe: one per process."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._headers: dict[str, BlockHeader] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -213,8 +218,19 @@ class Store:
         return None if row is None else self._stored(row)
 
     def get_header(self, block_hash: str) -> BlockHeader | None:
+        """A stored header; recent ones come from a small cache (a header never changes under
+        its hash, and each new block looks up its last 11 ancestors for the median time)."""
+        cached = self._headers.get(block_hash)
+        if cached is not None:
+            return cached
         row = self.db.execute("SELECT header FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
-        return None if row is None else BlockHeader.from_dict(json.loads(row[0]))
+        if row is None:
+            return None
+        header = BlockHeader.from_dict(json.loads(row[0]))
+        if len(self._headers) >= HEADER_CACHE:
+            del self._headers[next(iter(self._headers))]  # the oldest entry
+        self._headers[block_hash] = header
+        return header
 
     def block_meta(self, block_hash: str) -> tuple[int, int, str | None] | None:
         """(height, chain_work, invalid_reason) of a known block."""
