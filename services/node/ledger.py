@@ -224,6 +224,7 @@ class Ledger:
 
     def _reorganize(self, new_tip: str, now: int, known: Block | None = None) -> TipChange:
         """Move the tip to `new_tip`; `known` is a block in hand (not read back from the store)."""
+
         def header(block_hash: str) -> BlockHeader:
             found = self.store.get_header(block_hash)
             assert found is not None
