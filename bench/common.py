@@ -236,14 +236,18 @@ def http_post_form(url: str, fields: dict[str, str]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def alternate(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Run each side once per round, in turn, `rounds` times (one warm-up round first)."""
+def alternate(
+    sides: dict[str, Callable[[], float]], rounds: int, turn: int = 1
+) -> dict[str, list[float]]:
+    """Each side in turn, `turn` runs at a time, `rounds` times over (one warm-up run of each
+    first); every run is a sample. A turn of a few runs measures each side as it serves a user
+    who asks again, not only right after the other side has filled the caches."""
     for run in sides.values():
         run()
     samples: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(rounds):
         for name, run in sides.items():
-            samples[name].append(run())
+            samples[name] += [run() for _ in range(turn)]
     return samples
 
 

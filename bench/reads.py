@@ -5,7 +5,7 @@ The tutorial's node holds a chain of its own shape with as many blocks and trans
 as pyBTC's (bench/tutorial.py); its wallet site (`seed_wallet.py`) answers a balance by
 fetching the whole `/chain` and running its pandas code over every transaction, which is what
 is timed (the login form's POST), beside pyBTC's `GET /address/{address}`. Every request is on
-a fresh connection and reads the whole body; the two sides alternate request by request.
+a fresh connection and reads the whole body; the two sides take turns of five requests each.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from pybtc import REGTEST
 from tests.upnode import UpNode, free_port
 
 PAGE = 100
+TURN = 5
+"""Requests in a row to one side before the other side's turn."""
 
 
 class Reads:
@@ -85,7 +87,7 @@ class Reads:
                 "chain whole": lambda: timed_get(f"{self.tutorial.url}/chain"),
             }
         both = sides | {f"tutorial {k}": v for k, v in tutorial_sides.items()}
-        samples = alternate(both, self.rounds)
+        samples = alternate(both, max(3, self.rounds // TURN), TURN)
         for name in sides:
             self._keep(name, height, samples[name])
         for name in tutorial_sides:
