@@ -23,7 +23,6 @@ compared with a 256-bit target. The ratios compare tries, not security.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -39,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import cpu_model  # noqa: E402
 from pybtc import DEVNET, PrivateKey  # noqa: E402
 from pybtc.mining import build_block  # noqa: E402
 from pybtc.pow import search_nonce  # noqa: E402
@@ -180,14 +180,6 @@ def tutorial_rates(runs: int, seconds: float) -> tuple[dict[str, list[float]], s
     out = json.loads(done.stdout.strip().splitlines()[-1])
     note = f"{out['count']:,} calls per run, Python {out['python']}"
     return {"valid_proof": out["valid_proof"], "pow_loop": out["pow_loop"]}, note
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
