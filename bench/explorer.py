@@ -25,79 +25,36 @@ chain on every view.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.chainbuild import ChainBuilder, Ledger, bench_key, import_blocks  # noqa: E402
-from bench.tutorial import tutorial_chain  # noqa: E402
-from tests.reference import REFERENCE_DIR, reference_venv  # noqa: E402
-from tests.upnode import UpNode, free_port  # noqa: E402
-
-TUTORIAL_NODE = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import seed_node
-with open(sys.argv[2]) as f:
-    seed_node.blockchain.chain = json.load(f)
-seed_node.app.run(host="127.0.0.1", port=int(sys.argv[3]))
-"""
-
-
-def get(url: str) -> tuple[int, int]:
-    """One GET on a fresh connection: status and body size (redirects not followed)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=120)
-    try:
-        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
-        resp = conn.getresponse()
-        return resp.status, len(resp.read())
-    finally:
-        conn.close()
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            get(url)
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not come up:\n{log.read_text()[-2000:]}") from None
-            time.sleep(0.2)
+from bench.common import percentile, timed_get  # noqa: E402
+from bench.tutorial import TutorialApp, TutorialNode, tutorial_chain  # noqa: E402
+from bench.tutorial import python as tutorial_python  # noqa: E402
+from tests.reference import reference_venv  # noqa: E402
+from tests.upnode import UpNode  # noqa: E402
 
 
 def time_pages(pages: dict[str, str], rounds: int) -> dict[str, list[float]]:
     """Milliseconds per page, the pages interleaved round by round."""
     times: dict[str, list[float]] = {name: [] for name in pages}
-    for name, url in pages.items():  # one warm-up request each (templates, caches, imports)
-        status, _ = get(url)
-        if status >= 400:
-            raise RuntimeError(f"{name}: {url} answered {status}")
+    for url in pages.values():  # one warm-up request each (templates, caches, imports)
+        timed_get(url)  # raises on anything but 200
     for _ in range(rounds):
         for name, url in pages.items():
-            start = time.perf_counter()
-            get(url)
-            times[name].append((time.perf_counter() - start) * 1000)
+            times[name].append(timed_get(url))
     return times
-
-
-def p90(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
 
 
 def explorer_pages(base: str, ledger_url: str, builder: ChainBuilder) -> dict[str, str]:
@@ -140,9 +97,8 @@ def main() -> None:
     rounds = args.rounds or (7 if args.quick else 21)
     small, large = 1_000, (2_000 if args.quick else 10_000)
 
-    python, why = reference_venv()
     work = Path(tempfile.mkdtemp(prefix="pybtc-bench-explorer-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    started: list[TutorialNode | TutorialApp] = []
     node = UpNode(work / "pybtc")
     try:
         node.wait_ready()
@@ -151,46 +107,18 @@ def main() -> None:
         pages = explorer_pages(node.explorer_url, node.url, builder)
 
         scan_url = None
-        if python is not None:
+        if tutorial_python() is not None:
             chain_file = work / "tutorial-chain.json"
             chain_file.write_text(json.dumps(tutorial_chain(small, 2)))
-            node_port, scan_port = free_port(), free_port()
-            env = dict(os.environ, SEED_PORT=str(node_port))
-            node_log, scan_log = work / "seed_node.log", work / "seed_scan.log"
-            with node_log.open("wb") as out:
-                seed = subprocess.Popen(
-                    [
-                        str(python),
-                        "-c",
-                        TUTORIAL_NODE,
-                        str(REFERENCE_DIR),
-                        str(chain_file),
-                        str(node_port),
-                    ],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            procs.append(seed)
-            wait_http(f"http://127.0.0.1:{node_port}/chain", seed, node_log)
-            with scan_log.open("wb") as out:
-                scan = subprocess.Popen(
-                    [
-                        str(python),
-                        str(REFERENCE_DIR / "seed_scan.py"),
-                        "--node",
-                        f"http://127.0.0.1:{node_port}",
-                        "--port",
-                        str(scan_port),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            procs.append(scan)
-            scan_url = f"http://127.0.0.1:{scan_port}/"
-            wait_http(scan_url, scan, scan_log)
+            seed = TutorialNode(work, chain_file)
+            started.append(seed)
+            seed.wait()
+            scan = TutorialApp(work, "seed_scan.py", seed.url)
+            started.append(scan)
+            scan.wait()
+            scan_url = f"{scan.url}/"
         else:
-            print(f"the tutorial's side is left out: {why}", file=sys.stderr)
+            print(f"the tutorial's side is left out: {reference_venv()[1]}", file=sys.stderr)
 
         at_small_pages = pages | ({"tutorial Block Scan /": scan_url} if scan_url else {})
         print(f"timing {len(at_small_pages)} pages at {small:,} blocks", file=sys.stderr)
@@ -201,13 +129,8 @@ def main() -> None:
         at_large = time_pages(pages_large, rounds)
         report(at_small, at_large, small, large, rounds, args.quick)
     finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for proc in started:
+            proc.stop()
         node.stop()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -234,7 +157,7 @@ def report(
     print("-" * len(head))
 
     def fmt(v: list[float]) -> str:
-        return f"{statistics.median(v):7.1f} (p90 {p90(v):5.1f})"
+        return f"{statistics.median(v):7.1f} (p90 {percentile(v, 90):5.1f})"
 
     for name, values in at_small.items():
         if name not in at_large:

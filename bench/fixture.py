@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.chainbuild import ChainBuilder, Ledger, bench_key, import_blocks
 from bench.common import drain, say
-from pybtc import REGTEST
+from pybtc import REGTEST, BlockHeader
 from tests.upnode import UpNode
 
 TXS_PER_BLOCK = 5
@@ -34,12 +34,12 @@ TX_KEY = bench_key(500)
 class Snapshot:
     height: int
     path: Path
-    tip: object
+    tip: BlockHeader
     nonce: int
 
     def builder(self) -> ChainBuilder:
         """A builder that extends this snapshot's chain with valid blocks."""
-        builder = ChainBuilder(self.tip, txs_per_block=TXS_PER_BLOCK)  # type: ignore[arg-type]
+        builder = ChainBuilder(self.tip, txs_per_block=TXS_PER_BLOCK)
         builder.nonce, builder.funded = self.nonce, True
         return builder
 

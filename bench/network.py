@@ -44,7 +44,7 @@ class Stamps:
 
     def __init__(self, redis_urls: list[str]) -> None:
         self.seen: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-        self.lock = threading.Lock()
+        self.arrived = threading.Condition()
         self.threads = []
         for url in redis_urls:
             pubsub = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
@@ -61,17 +61,18 @@ class Stamps:
         envelope = json.loads(message["data"])  # type: ignore[arg-type]
         data = envelope["data"]
         key = data.get("hash") or data.get("txid")
-        with self.lock:
+        with self.arrived:
             self.seen[(envelope["type"], key)].setdefault(data["url"], at)
+            self.arrived.notify_all()
 
     def wait(self, kind: str, key: str, urls: list[str]) -> dict[str, float]:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            with self.lock:
-                got = dict(self.seen.get((kind, key), {}))
-            if all(u in got for u in urls):
-                return got
-            time.sleep(0.002)
+        with self.arrived:  # woken by each arrival: no polling loop beside what is measured
+            arrived = self.arrived.wait_for(
+                lambda: all(u in self.seen.get((kind, key), {}) for u in urls), TIMEOUT
+            )
+            got = dict(self.seen.get((kind, key), {}))
+        if arrived:
+            return got
         raise RuntimeError(
             f"{kind} {key[:16]} not announced by every node in {TIMEOUT:.0f}s: {got}"
         )
