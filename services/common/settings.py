@@ -6,6 +6,7 @@ the environment at import time. Tests build `Settings(...)` directly.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -56,8 +57,11 @@ class Settings:
     """How many recent rejections the ledger remembers for /rejections."""
     peers: str = ""
     """Comma-separated peer URLs to register with at start."""
-    peer_networks: str = "loopback,private,public"
-    """Address ranges peers may be in: loopback, private, public, link-local."""
+    peer_networks: str = ""
+    """Address ranges peers may be in: any of loopback, private, public, link-local, metadata.
+    Empty: loopback,private,public for a node listening on loopback only, private,public for
+    one listening on other addresses (a node strangers can reach must not be steered at its
+    own machine)."""
     max_peers: int = 64
     peer_timeout: float = 5.0
     """Seconds one request to a peer may take in total."""
@@ -106,6 +110,13 @@ class Settings:
         return self.explorer_public_url or f"http://{self.host}:{self.explorer_port}"
 
     @property
+    def peer_network_names(self) -> str:
+        """`peer_networks`, or its default for where this node listens."""
+        if self.peer_networks:
+            return self.peer_networks
+        return "loopback,private,public" if is_loopback_host(self.host) else "private,public"
+
+    @property
     def mining_mode(self) -> str:
         return self.miner_mode or ("auto" if self.network == "devnet" else "on-demand")
 
@@ -137,6 +148,16 @@ class Settings:
                 f"PYBTC_NETWORK={settings.network!r}: known networks are {', '.join(NETWORKS)}"
             )
         return settings
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback addresses (the host a node listens on)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _convert(key: str, raw: str, kind: object) -> Any:

@@ -34,7 +34,7 @@ from services.common.web import ServiceError
 from services.node.announce import Announcer
 from services.node.ledger import BlockResult, Ledger, TxResult
 from services.node.peer_client import PeerClient, PeerError, PeerStatus
-from services.node.peers import PeerBook, PeerPolicy, normalize_peer_url
+from services.node.peers import PeerBook, PeerPolicy, PolicyResolver, normalize_peer_url
 from services.node.sync import Syncer, SyncResult
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class Network:
         self.clock = clock
         self.self_url = normalize_peer_url(settings.ledger_public_url)
         self.policy = PeerPolicy.from_setting(
-            settings.peer_networks, settings.max_peers, self.self_url
+            settings.peer_network_names, settings.max_peers, self.self_url
         )
         self.book = PeerBook(ledger.store, settings.peer_max_failures)
         self.session: aiohttp.ClientSession | None = None
@@ -88,6 +88,7 @@ class Network:
     # -- life cycle ------------------------------------------------------------------------
     async def start(self, bus: Bus | None) -> None:
         self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=PolicyResolver(self.policy)),
             timeout=aiohttp.ClientTimeout(total=self.settings.peer_timeout),
             headers={"User-Agent": "pyBTC-ledger"},
         )

@@ -16,7 +16,7 @@ import aiohttp
 
 from pybtc import Block, BlockHeader, ChainParams, Transaction, ValidationError
 from services.common.web import ServiceError, parse_json
-from services.node.peers import PeerPolicy
+from services.node.peers import PeerNotAllowedError, PeerPolicy
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 HEADERS_PAGE = 500
@@ -110,6 +110,10 @@ class PeerClient:
                 status = resp.status
         except TimeoutError:
             raise PeerError(url, f"no complete answer within {self.timeout:.1f}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, PeerNotAllowedError):  # refused by PolicyResolver
+                raise PeerError(url, str(exc.os_error)) from None
+            raise PeerError(url, f"{type(exc).__name__}: {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise PeerError(url, f"{type(exc).__name__}: {exc}") from None
         try:

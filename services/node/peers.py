@@ -2,11 +2,13 @@
 
 A peer URL must be http or https, without credentials, query or fragment, at most
 `MAX_URL_LENGTH` characters, and every address its host resolves to must fall in the ranges the
-operator allows (`PYBTC_PEER_NETWORKS`: any of `loopback`, `private`, `public`, `link-local`).
-A local devnet needs loopback, a compose network its private range; a public node should allow
-`public` only — link-local (which holds cloud metadata services) is never allowed unless named.
-The check runs again before every connection (`PeerPolicy.check_connect`), so a name that later
-resolves elsewhere is caught too.
+operator allows (`PYBTC_PEER_NETWORKS`: any of `loopback`, `private`, `public`, `link-local`,
+`metadata`). A local devnet needs loopback, a compose network its private range; a public node
+should allow `public` only. By default loopback is allowed only to a node that itself listens
+on loopback; link-local and the cloud metadata addresses (`METADATA_ADDRESSES`) only if named.
+The check runs before every request (`PeerPolicy.check_connect`) and again inside the
+connection itself (`PolicyResolver`, the resolver of the ledger's HTTP client), on the very
+addresses it connects to: a name that resolves elsewhere later (DNS rebinding) is caught too.
 
 Peers are kept in the ledger's SQLite file with their health: a failed contact counts one
 failure, invalid data counts `INVALID_DATA_PENALTY`, a good contact resets the count, and a
@@ -23,12 +25,26 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from aiohttp import ThreadedResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
+
 from services.common.web import ServiceError
 from services.node.store import Store
 
 MAX_URL_LENGTH = 200
 INVALID_DATA_PENALTY = 1_000  # invalid data drops a peer at once
-NETWORK_NAMES = ("loopback", "private", "public", "link-local")
+NETWORK_NAMES = ("loopback", "private", "public", "link-local", "metadata")
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, DigitalOcean, OpenStack...
+        "169.254.170.2",  # AWS ECS task metadata
+        "fd00:ec2::254",  # AWS over IPv6 (inside the private fc00::/7 range)
+        "100.100.100.200",  # Alibaba Cloud
+        "192.0.0.192",  # Oracle Cloud
+    )
+)
+"""Cloud instance-metadata services: a peer URL pointing here would read the host's secrets."""
 
 PEERS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS peers (
@@ -73,6 +89,8 @@ def address_class(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     """Which of the NETWORK_NAMES an address belongs to ('reserved' for the rest)."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip in METADATA_ADDRESSES:
+        return "metadata"
     if ip.is_loopback:
         return "loopback"
     if ip.is_link_local:
@@ -117,14 +135,50 @@ class PeerPolicy:
                 raise ServiceError(400, "peer-unreachable", f"cannot resolve {host}") from None
             addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
         for ip in addresses:
-            kind = address_class(ip)
-            if kind not in self.networks:
-                raise ServiceError(
-                    400,
-                    "peer-not-allowed",
-                    f"{host} is a {kind} address ({ip}); this node allows peers in "
-                    f"{', '.join(sorted(self.networks)) or 'no network'} (PYBTC_PEER_NETWORKS)",
-                )
+            refusal = self.refusal(host, ip)
+            if refusal:
+                raise ServiceError(400, "peer-not-allowed", refusal)
+
+    def refusal(self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+        """Why `host` at `ip` is not an allowed peer ("" when it is)."""
+        kind = address_class(ip)
+        if kind in self.networks:
+            return ""
+        allowed = ", ".join(sorted(self.networks)) or "no network"
+        return (
+            f"{host} is a {kind} address ({ip}); this node allows peers in {allowed} "
+            "(PYBTC_PEER_NETWORKS)"
+        )
+
+
+class PeerNotAllowedError(OSError):
+    """Raised inside a connection attempt: the name resolved to an address not allowed."""
+
+
+class PolicyResolver(AbstractResolver):
+    """aiohttp's resolver, refusing a name any of whose addresses the policy does not allow.
+
+    aiohttp connects to the addresses its resolver returns, so this is the check on the
+    connection itself; IP literals never reach a resolver and are checked by `check_connect`.
+    The refusal is an OSError, which aiohttp reports as a `ClientConnectorDNSError`.
+    """
+
+    def __init__(self, policy: PeerPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self.inner = inner if inner is not None else ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self.inner.resolve(host, port, family)
+        for result in results:
+            refusal = self.policy.refusal(host, ipaddress.ip_address(result["host"]))
+            if refusal:
+                raise PeerNotAllowedError(refusal)
+        return results
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 class PeerBook:

@@ -248,7 +248,7 @@ def test_peers_are_other_ledgers_that_start_first(nodes: dict[str, dict[str, App
     """Start-up registration happens once: a ledger waits for the peers it names."""
     ledgers = {roles["ledger"].name: roles["ledger"] for roles in nodes.values()}
     for ledger in ledgers.values():
-        policy = PeerPolicy.from_setting(ledger.settings.peer_networks, 64, "")
+        policy = PeerPolicy.from_setting(ledger.settings.peer_network_names, 64, "")
         assert "private" in policy.networks, f"{ledger.name}: compose addresses are private"
         for raw in filter(None, (p.strip() for p in ledger.settings.peers.split(","))):
             url = urlsplit(normalize_peer_url(raw))

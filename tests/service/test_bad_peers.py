@@ -20,18 +20,23 @@ A stub serving a valid longer chain is adopted: the control that proves the stub
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from ipaddress import ip_address
 from json import loads
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from pybtc import DEVNET, Block
 from pybtc.mining import mine_block
+from services.common.settings import Settings
+from services.node.peers import PeerPolicy, PolicyResolver, address_class
 from tests.chainutil import test_key
 from tests.service.ledgerutil import LedgerNode, free_port
 from tests.service.stubpeers import (
@@ -568,6 +573,101 @@ async def test_register_never_contacts_link_local(
         http, "GET", f"{node.url}/nodes/resolve", json={"miner_node": url}, bound=QUICK
     )
     assert (announced.status, announced.body["reason"]) == (400, "peer-not-allowed")
+
+
+async def test_a_name_that_rebinds_to_loopback_is_refused_on_connecting(
+    start_node: StartNode,
+    start_stub: StartStub,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: a name that looked public when it was checked and resolves to loopback
+    when the node connects. The check before the request is made to pass (as a rebinding DNS
+    server would make it); the node's own HTTP client resolves `localhost` again, refuses the
+    loopback address, and the stub behind it hears nothing."""
+    node = await start_node(peer_networks="public")
+    stub = await start_stub(StubPeer(build_chain(6), armed=True))
+
+    async def looked_public(self: PeerPolicy, url: str) -> None:
+        return None
+
+    monkeypatch.setattr(PeerPolicy, "check_connect", looked_public)
+    before = await snapshot(http, node)
+    answer = await register(http, node, f"http://localhost:{stub.port}")
+    assert answer.status == 400, answer.body
+    assert "loopback" in answer.body["error"], answer.body
+    assert stub.requests == []
+    assert await peers(http, node) == {}
+    await assert_unharmed(http, node, before)
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("169.254.169.254", "metadata"),
+        ("fd00:ec2::254", "metadata"),
+        ("::ffff:169.254.169.254", "metadata"),
+        ("100.100.100.200", "metadata"),
+        ("169.254.1.1", "link-local"),
+        ("127.0.0.2", "loopback"),
+        ("10.1.2.3", "private"),
+        ("93.184.216.34", "public"),
+    ],
+)
+def test_address_classes(address: str, kind: str) -> None:
+    """Cloud metadata services are a class of their own, even inside private ranges."""
+    assert address_class(ip_address(address)) == kind
+
+
+async def test_policy_resolver_refuses_any_disallowed_address() -> None:
+    """The resolver the node's client connects with returns a name's addresses only when
+    every one of them is allowed, and raises an OSError naming the first that is not."""
+
+    class Scripted(AbstractResolver):
+        def __init__(self, *addresses: str) -> None:
+            self.addresses = addresses
+
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            return [
+                ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
+                for a in self.addresses
+            ]
+
+        async def close(self) -> None:
+            return None
+
+    public = PeerPolicy.from_setting("public", 64, "")
+    fine = await PolicyResolver(public, Scripted("93.184.216.34")).resolve("peer.example", 80)
+    assert [r["host"] for r in fine] == ["93.184.216.34"]
+    for mixed in (("93.184.216.34", "127.0.0.1"), ("169.254.169.254",), ("fd00:ec2::254",)):
+        with pytest.raises(OSError, match="PYBTC_PEER_NETWORKS"):
+            await PolicyResolver(public, Scripted(*mixed)).resolve("peer.example", 80)
+    everything = PeerPolicy.from_setting("loopback,private,public,link-local", 64, "")
+    with pytest.raises(OSError, match="metadata"):
+        await PolicyResolver(everything, Scripted("169.254.169.254")).resolve("x", 80)
+
+
+@pytest.mark.parametrize(
+    ("host", "networks", "expected"),
+    [
+        ("127.0.0.1", "", "loopback,private,public"),
+        ("localhost", "", "loopback,private,public"),
+        ("::1", "", "loopback,private,public"),
+        ("0.0.0.0", "", "private,public"),
+        ("192.168.1.20", "", "private,public"),
+        ("0.0.0.0", "public", "public"),
+        ("127.0.0.1", "private", "private"),
+    ],
+)
+def test_default_peer_networks_follow_where_the_node_listens(
+    host: str, networks: str, expected: str
+) -> None:
+    """A node strangers can reach (not listening on loopback alone) refuses loopback peers
+    unless the operator names them; an explicit PYBTC_PEER_NETWORKS always wins."""
+    settings = Settings.from_env({"PYBTC_HOST": host, "PYBTC_PEER_NETWORKS": networks})
+    assert settings.peer_network_names == expected
 
 
 @pytest.mark.parametrize(
