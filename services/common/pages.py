@@ -124,7 +124,7 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ServiceError as exc:
-        return error_page(request, exc.status, exc.message, exc.reason)
+        return exc.apply_headers(error_page(request, exc.status, exc.message, exc.reason))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

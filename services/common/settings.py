@@ -48,7 +48,21 @@ class Settings:
     """This node's origin id on the bus (default: derived from the public URL)."""
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576
-    """Largest request body any service accepts (413 above)."""
+    """Largest request body the ledger accepts (413 above; the other services take less)."""
+    client_rate: int = 20
+    """Requests a second one client may make on average (0: no limit); 429 past it."""
+    client_burst: int = 100
+    """Requests one client may make at once before `client_rate` applies."""
+    client_connections: int = 16
+    """Connections one client may have open with requests on them (0: no limit); 429 past it."""
+    client_exempt: str = "loopback"
+    """Clients in these networks are not limited: any of loopback, private, public, link-local."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses/CIDR ranges of reverse proxies whose X-Forwarded-For names the
+    client (for the limits and the faucet); empty: the connection's address is the client."""
+    operator_token: str = ""
+    """When set, GET /mine, POST /nodes/register and the faucet need
+    `Authorization: Bearer <token>` (a public node sets one)."""
     mempool_max_count: int = 5_000
     """Most transactions the mempool holds; the cheapest is evicted when a better one comes."""
     min_fee: int = 1_000

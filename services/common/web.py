@@ -55,11 +55,21 @@ _HTTP_REASONS = {
 class ServiceError(Exception):
     """A refusal by a service (not a protocol rule): an HTTP status, a reason code, a message."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
+        self.headers = headers or {}
+        """Sent with the refusal (Retry-After, WWW-Authenticate; `Connection: close` closes)."""
+
+    def apply_headers(self, response: web.Response) -> web.Response:
+        response.headers.update(self.headers)
+        if self.headers.get("Connection") == "close":
+            response.force_close()
+        return response
 
     def to_dict(self) -> dict[str, str]:
         return {"error": self.message, "reason": self.reason}
@@ -90,7 +100,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ValidationError as exc:
         return error_response(400, str(exc.reason), exc.message)
     except ServiceError as exc:
-        return error_response(exc.status, exc.reason, exc.message)
+        return exc.apply_headers(error_response(exc.status, exc.reason, exc.message))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -243,6 +253,7 @@ def add_health_and_metrics(
     app.router.add_get("/metrics", metrics.handle)
 
 
-def base_middlewares(metrics: Metrics) -> list[Any]:
-    """The middlewares of every service, outermost first."""
-    return [security_headers_middleware, metrics.middleware, error_middleware]
+def base_middlewares(metrics: Metrics, *inner: Any) -> list[Any]:
+    """The middlewares of a JSON service, outermost first; `inner` run inside the error one
+    (so that their refusals are answered in the same shape)."""
+    return [security_headers_middleware, metrics.middleware, error_middleware, *inner]

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from services.common.limits import LIMITS, ClientLimits
 from services.common.pages import (
     SETTINGS,
     add_ledger_and_live,
@@ -24,10 +25,17 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings) -> web.Application:
     """The explorer for `settings`; it reads the node's ledger at `PYBTC_LEDGER_URL`."""
     metrics = Metrics("explorer")
+    limits = ClientLimits.from_settings(settings)
     app = web.Application(
-        middlewares=[security_headers_middleware, metrics.middleware, html_errors],
+        middlewares=[
+            security_headers_middleware,
+            metrics.middleware,
+            html_errors,
+            limits.middleware,
+        ],
         client_max_size=16_384,
     )
+    app[LIMITS] = limits
     app[SETTINGS] = settings
     setup_pages(app, "services.explorer", {"drop_reason": _drop_reason})
     app.add_routes(routes)

@@ -12,6 +12,7 @@ from prometheus_client import Gauge
 from pybtc import decode_address
 from services.common.bus import Bus, Kind
 from services.common.ledger_client import LedgerClient
+from services.common.limits import LIMITS, ClientLimits
 from services.common.node_key import load_or_create_node_key
 from services.common.settings import Settings
 from services.common.web import (
@@ -42,7 +43,11 @@ def reward_address(settings: Settings) -> str:
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics("miner")
-    app = web.Application(middlewares=base_middlewares(metrics), client_max_size=65536)
+    limits = ClientLimits.from_settings(settings)
+    app = web.Application(
+        middlewares=base_middlewares(metrics, limits.middleware), client_max_size=65536
+    )
+    app[LIMITS] = limits
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_miner_ctx)
     app.add_routes(routes)

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from services.common.bus import Bus
+from services.common.limits import LIMITS, ClientLimits
 from services.common.settings import Settings
 from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
 from services.node.announce import Announcer
@@ -26,9 +27,12 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """The ledger service for `settings`; the database opens when the app starts."""
     metrics = Metrics("ledger")
+    limits = ClientLimits.from_settings(settings)
     app = web.Application(
-        middlewares=base_middlewares(metrics), client_max_size=settings.max_body_bytes
+        middlewares=base_middlewares(metrics, limits.middleware),
+        client_max_size=settings.max_body_bytes,
     )
+    app[LIMITS] = limits
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[ANNOUNCER] = Announcer(settings.ledger_public_url)

@@ -5,7 +5,8 @@ A peer URL must be http or https, without credentials, query or fragment, at mos
 operator allows (`PYBTC_PEER_NETWORKS`: any of `loopback`, `private`, `public`, `link-local`,
 `metadata`). A local devnet needs loopback, a compose network its private range; a public node
 should allow `public` only. By default loopback is allowed only to a node that itself listens
-on loopback; link-local and the cloud metadata addresses (`METADATA_ADDRESSES`) only if named.
+on loopback; link-local and the cloud metadata addresses (`METADATA_ADDRESSES` in
+`services.common.addresses`) only if named.
 The check runs before every request (`PeerPolicy.check_connect`) and again inside the
 connection itself (`PolicyResolver`, the resolver of the ledger's HTTP client), on the very
 addresses it connects to: a name that resolves elsewhere later (DNS rebinding) is caught too.
@@ -28,23 +29,14 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import ThreadedResolver
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from services.common.addresses import Address, address_class
 from services.common.web import ServiceError
 from services.node.store import Store
 
 MAX_URL_LENGTH = 200
 INVALID_DATA_PENALTY = 1_000  # invalid data drops a peer at once
 NETWORK_NAMES = ("loopback", "private", "public", "link-local", "metadata")
-METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a)
-    for a in (
-        "169.254.169.254",  # AWS, GCP, Azure, DigitalOcean, OpenStack...
-        "169.254.170.2",  # AWS ECS task metadata
-        "fd00:ec2::254",  # AWS over IPv6 (inside the private fc00::/7 range)
-        "100.100.100.200",  # Alibaba Cloud
-        "192.0.0.192",  # Oracle Cloud
-    )
-)
-"""Cloud instance-metadata services: a peer URL pointing here would read the host's secrets."""
+
 
 PEERS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS peers (
@@ -77,31 +69,16 @@ def normalize_peer_url(raw: object) -> str:
     host = parts.hostname
     if not host:
         raise ServiceError(400, "bad-peer-url", "a peer URL needs a host")
+    try:
+        host.encode("idna")  # resolving encodes it so first: a UnicodeError there was a 500
+    except UnicodeError as exc:
+        raise ServiceError(400, "bad-peer-url", f"not a host name: {exc}") from None
     if port == 0:
         raise ServiceError(400, "bad-peer-url", "port 0 is not a port a peer listens on")
     if port is None:
         port = 443 if parts.scheme == "https" else 80
     shown = f"[{host}]" if ":" in host else host
     return urlunsplit((parts.scheme, f"{shown}:{port}", "", "", ""))
-
-
-def address_class(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """Which of the NETWORK_NAMES an address belongs to ('reserved' for the rest)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in METADATA_ADDRESSES:
-        return "metadata"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
-        return "reserved"
-    if ip.is_private:
-        return "private"
-    if ip.is_global:
-        return "public"
-    return "reserved"
 
 
 @dataclass(frozen=True)
@@ -139,7 +116,7 @@ class PeerPolicy:
             if refusal:
                 raise ServiceError(400, "peer-not-allowed", refusal)
 
-    def refusal(self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    def refusal(self, host: str, ip: Address) -> str:
         """Why `host` at `ip` is not an allowed peer ("" when it is)."""
         kind = address_class(ip)
         if kind in self.networks:

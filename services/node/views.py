@@ -15,6 +15,7 @@ from aiohttp import web
 
 from pybtc import Block, Transaction, ValidationError, decode_address, format_amount
 from pybtc.encoding import check_hex
+from services.common.limits import require_operator
 from services.common.web import ServiceError, parse_json, query_int, read_json_object
 from services.node.keys import CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
 from services.node.ledger import Ledger
@@ -135,6 +136,7 @@ def _object_id(body: dict[str, Any], key: str) -> str:
 @routes.post("/nodes/register")
 async def nodes_register(request: web.Request) -> web.Response:
     """`{"nodes": url}` or `{"nodes": [urls]}`: handshake, add, register back, spread."""
+    require_operator(request, request.app[SETTINGS])
     body = await read_json_object(request)
     if "nodes" not in body:
         raise ServiceError(400, "missing-field", "Error: Please supply a valid list of nodes")
@@ -203,6 +205,7 @@ async def mine(request: web.Request) -> web.Response:
     """The tutorial's "mine one block now": this node's miner service mines it; the answer
     keeps the tutorial's shape once the ledger has accepted the block."""
     settings = request.app[SETTINGS]
+    require_operator(request, settings)
     block_hash = await request.app[MINE_DESK].mine_one(settings.mine_timeout)
     stored = _ledger(request).store.get_block(block_hash)
     if stored is None:  # pragma: no cover - the miner answers only after the ledger accepted

@@ -18,6 +18,7 @@ from aiohttp import web
 from pybtc import COIN, AddressError, Transaction, address_from_public_key, decode_address
 from pybtc.errors import ValidationError
 from services.common.ledger_client import LedgerClient
+from services.common.limits import LIMITS, require_operator
 from services.common.pages import BROADCASTER, LEDGER, SETTINGS, is_hash
 from services.common.web import ServiceError, query_int, read_json_object
 from services.wallet.csrf import csrf_token
@@ -209,13 +210,15 @@ async def api_broadcast(request: web.Request) -> web.Response:
 
 @routes.post("/api/faucet")
 async def api_faucet(request: web.Request) -> web.Response:
+    require_operator(request, request.app[SETTINGS])
     body = await read_json_object(request)
     address = body.get("address")
     if not isinstance(address, str):
         raise ServiceError(400, "bad-address", 'send {"address": "P..."}')
     _address(address)
     try:
-        tx = await request.app[FAUCET].pay(address, request.remote or "?")
+        client = request.app[LIMITS].client_address(request)
+        tx = await request.app[FAUCET].pay(address, str(client or "?"))
     except RateLimitedError as exc:
         return web.json_response(
             exc.to_dict(), status=429, headers={"Retry-After": str(exc.retry_after)}

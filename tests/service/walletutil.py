@@ -227,10 +227,11 @@ async def open_wallet(
 
 @asynccontextmanager
 async def funded_wallet(
-    aiohttp_client: Any, tmp_path: Path, redis_url: str
+    aiohttp_client: Any, tmp_path: Path, redis_url: str, **changes: Any
 ) -> AsyncIterator[Wallet]:
-    """`open_wallet` where the faucet key holds two block rewards and the sender two more."""
-    async with open_wallet(aiohttp_client, tmp_path / "node", redis_url) as wallet:
+    """`open_wallet` where the faucet key holds two block rewards and the sender two more;
+    `changes` go to the wallet's Settings."""
+    async with open_wallet(aiohttp_client, tmp_path / "node", redis_url, **changes) as wallet:
         await wallet.mine(wallet.faucet_key.address, 2)
         await wallet.mine(SENDER.address, 2)
         yield wallet

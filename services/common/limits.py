@@ -1,0 +1,185 @@
+"""Per-client limits and the operator token: what keeps one stranger from using a node up.
+
+Every service runs `ClientLimits.middleware`. A client is an IP address: the connection's, or,
+when the connection comes from one of `PYBTC_TRUSTED_PROXIES`, the last address the proxies
+added to `X-Forwarded-For` (the one the first trusted proxy saw). For each client it keeps:
+
+- a token bucket: `PYBTC_CLIENT_RATE` requests a second on average, bursts of up to
+  `PYBTC_CLIENT_BURST`; past it a request is refused 429 `rate-limited` with `Retry-After`
+  (the whole seconds until a token is back);
+- the connections it has open that have sent a request: at most `PYBTC_CLIENT_CONNECTIONS`;
+  a request on one more is refused 429 `too-many-connections` and that connection closed.
+
+Clients in the networks of `PYBTC_CLIENT_EXEMPT` (default: loopback, so a node's own services
+and a laptop's user are never limited) pass untouched; 0 turns a limit off. At most
+`MAX_CLIENTS` clients are remembered, the least recently seen forgotten first.
+
+`require_operator` guards the operator-only endpoints (`/mine`, `/nodes/register`, the faucet)
+once `PYBTC_OPERATOR_TOKEN` is set: they then need `Authorization: Bearer <token>` and answer
+401 `operator-only` otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from services.common.addresses import Address, address_class
+from services.common.settings import Settings
+from services.common.web import Handler, ServiceError
+
+MAX_CLIENTS = 10_000
+LIMIT_NETWORKS = ("loopback", "private", "public", "link-local")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass
+class _Client:
+    tokens: float
+    seen: float
+    connections: set[asyncio.BaseTransport] = field(default_factory=set)
+
+
+def parse_networks(text: str, what: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR ranges; ValueError naming `what` otherwise."""
+    try:
+        return tuple(ipaddress.ip_network(n.strip()) for n in text.split(",") if n.strip())
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def parse_address(text: str | None) -> Address | None:
+    try:
+        return ipaddress.ip_address((text or "").strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+class ClientLimits:
+    """The limits of one service, and its memory of clients."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        connections: int,
+        exempt: frozenset[str] = frozenset({"loopback"}),
+        trusted_proxies: tuple[Network, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        unknown = exempt - set(LIMIT_NETWORKS)
+        if unknown:
+            raise ValueError(f"PYBTC_CLIENT_EXEMPT: unknown {sorted(unknown)}; {LIMIT_NETWORKS}")
+        self.rate = rate
+        self.burst = max(burst, 1)
+        self.connections = connections
+        self.exempt = exempt
+        self.trusted_proxies = trusted_proxies
+        self.clock = clock
+        self.clients: OrderedDict[str, _Client] = OrderedDict()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientLimits:
+        return cls(
+            rate=settings.client_rate,
+            burst=settings.client_burst,
+            connections=settings.client_connections,
+            exempt=frozenset(n.strip() for n in settings.client_exempt.split(",") if n.strip()),
+            trusted_proxies=parse_networks(settings.trusted_proxies, "PYBTC_TRUSTED_PROXIES"),
+        )
+
+    def client_address(self, request: web.Request) -> Address | None:
+        """Who sent `request` (see the module's docstring); None if it cannot be told."""
+        address = parse_address(request.remote)
+        if address is None or not self._trusted(address):
+            return address
+        hops = [h for h in request.headers.getall("X-Forwarded-For", []) for h in h.split(",")]
+        for hop in reversed(hops):
+            sender = parse_address(hop)
+            if sender is None:
+                return address  # a proxy wrote something that is no address: trust no further
+            if not self._trusted(sender):
+                return sender
+            address = sender
+        return address
+
+    def _trusted(self, address: Address) -> bool:
+        return any(address in network for network in self.trusted_proxies)
+
+    def _client(self, key: str, now: float) -> _Client:
+        client = self.clients.pop(key, None)
+        if client is None:
+            client = _Client(tokens=float(self.burst), seen=now)
+            while len(self.clients) >= MAX_CLIENTS:
+                self.clients.popitem(last=False)
+        self.clients[key] = client  # the most recently seen last
+        return client
+
+    def check(self, key: str, transport: asyncio.BaseTransport | None) -> None:
+        """Count one request of client `key`; ServiceError 429 past a limit."""
+        now = self.clock()
+        client = self._client(key, now)
+        if self.connections and transport is not None:
+            client.connections = {t for t in client.connections if not t.is_closing()}
+            if transport not in client.connections:
+                if len(client.connections) >= self.connections:
+                    raise ServiceError(
+                        429,
+                        "too-many-connections",
+                        f"this client has {len(client.connections)} connections open; "
+                        f"at most {self.connections} (PYBTC_CLIENT_CONNECTIONS)",
+                        headers={"Retry-After": "1", "Connection": "close"},
+                    )
+                client.connections.add(transport)
+        if self.rate:
+            client.tokens = min(self.burst, client.tokens + (now - client.seen) * self.rate)
+            client.seen = now
+            if client.tokens < 1:
+                wait = math.ceil((1 - client.tokens) / self.rate)
+                raise ServiceError(
+                    429,
+                    "rate-limited",
+                    f"too many requests from this client: at most {self.rate:g} a second "
+                    f"(bursts of {self.burst}); try again in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+            client.tokens -= 1
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.rate or self.connections:
+            address = self.client_address(request)
+            if address is None or address_class(address) not in self.exempt:
+                self.check(str(address), request.transport)
+        return await handler(request)
+
+
+LIMITS = web.AppKey("client_limits", ClientLimits)
+
+
+def require_operator(request: web.Request, settings: Settings) -> None:
+    """401 `operator-only` unless no token is set or the request carries it."""
+    token = settings.operator_token
+    if not token:
+        return
+    sent = request.headers.get("Authorization", "")
+    scheme, _, value = sent.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        value.strip().encode(), token.encode()
+    ):
+        raise ServiceError(
+            401,
+            "operator-only",
+            f"{request.path} is for this node's operator: send Authorization: Bearer <token> "
+            "(PYBTC_OPERATOR_TOKEN)",
+            headers={"WWW-Authenticate": 'Bearer realm="pybtc-operator"'},
+        )
