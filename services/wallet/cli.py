@@ -385,8 +385,18 @@ def send(
     show_envvar=True,
     help="The node's wallet service, which runs the faucet.",
 )
+@click.option(
+    "--operator-token",
+    metavar="TOKEN",
+    default="",
+    envvar="PYBTC_OPERATOR_TOKEN",
+    show_envvar=True,
+    help="The node's operator token, when its faucet is operator-only.",
+)
 @wallet_options(node=False)
-def faucet(address: str | None, wallet_url: str, network: str, file_path: Path | None) -> None:
+def faucet(
+    address: str | None, wallet_url: str, operator_token: str, network: str, file_path: Path | None
+) -> None:
     """Ask the node's faucet for test coins for ADDRESS (default: the wallet's).
 
     Devnet and regtest coins only: they have no value. The faucet limits how often it pays.
@@ -402,7 +412,8 @@ def faucet(address: str | None, wallet_url: str, network: str, file_path: Path |
         "POST",
         "/api/faucet",
         {"address": target},
-        {"X-CSRF-Token": token, "Cookie": f"{CSRF_COOKIE}={cookie}"},
+        {"X-CSRF-Token": token, "Cookie": f"{CSRF_COOKIE}={cookie}"}
+        | ({"Authorization": f"Bearer {operator_token}"} if operator_token else {}),
     )
     if reply.status == 429:
         wait = retry_after(reply.headers.get("Retry-After"))

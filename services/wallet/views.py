@@ -104,7 +104,12 @@ async def api_params(request: web.Request) -> web.Response:
             "default_fee": settings.min_fee,
             "coin": COIN,
             "explorer_url": settings.explorer_url,
-            "faucet": {"enabled": faucet.enabled, "amount": faucet.amount},
+            "faucet": {
+                # a browser holds no operator token: an operator-only faucet is not offered
+                "enabled": faucet.enabled and not settings.operator_token,
+                "operator_only": bool(settings.operator_token),
+                "amount": faucet.amount,
+            },
         }
     )
 

@@ -12,6 +12,7 @@ HTML page on the explorer), and a refused request changes nothing.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from ipaddress import ip_address
@@ -32,6 +33,7 @@ from services.explorer.app import create_app
 from tests.chainutil import test_key
 from tests.service.ledgerutil import LedgerNode, free_port
 from tests.service.walletutil import ALICE, BOB, assert_refusal, funded_wallet
+from tests.upnode import PYBTC
 
 TOKEN = "operator-s3cret"
 SPOOFED = "198.51.100.1"
@@ -276,6 +278,9 @@ async def test_the_faucet_needs_the_token_when_one_is_set(
     """The wallet's faucet with PYBTC_OPERATOR_TOKEN set: 401 operator-only without it (and
     nothing in the mempool), 201 with it."""
     async with funded_wallet(aiohttp_client, tmp_path, redis_url, operator_token=TOKEN) as wallet:
+        params = await (await wallet.client.get("/api/params")).json()
+        assert params["faucet"]["operator_only"] is True
+        assert params["faucet"]["enabled"] is False, "a browser holds no token: no button"
         before = await wallet.snapshot()
         resp = await wallet.post("/api/faucet", {"address": ALICE.address})
         await assert_refusal(resp, 401, "operator-only")
@@ -375,3 +380,36 @@ async def test_an_answer_from_the_ledger_is_read_up_to_a_cap() -> None:
             await small.close()
     finally:
         await runner.cleanup()
+
+
+async def test_the_cli_faucet_sends_the_operator_token(
+    aiohttp_client: Any, tmp_path: Path, redis_url: str
+) -> None:
+    """`pybtc wallet faucet` is refused by an operator-only faucet without the token, and paid
+    with PYBTC_OPERATOR_TOKEN in its environment."""
+    async with funded_wallet(aiohttp_client, tmp_path, redis_url, operator_token=TOKEN) as wallet:
+        url = str(wallet.client.make_url("")).rstrip("/")
+
+        async def cli(**env: str) -> tuple[int, str]:
+            proc = await asyncio.create_subprocess_exec(
+                PYBTC,
+                "wallet",
+                "faucet",
+                ALICE.address,
+                "--wallet-url",
+                url,
+                "--network",
+                "regtest",
+                env={k: v for k, v in os.environ.items() if not k.startswith("PYBTC_")} | env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+            return proc.returncode or 0, out.decode()
+
+        code, out = await cli()
+        assert code != 0
+        assert "operator" in out, out
+        code, out = await cli(PYBTC_OPERATOR_TOKEN=TOKEN)
+        assert code == 0, out
+        assert ALICE.address in out

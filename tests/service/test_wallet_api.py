@@ -51,7 +51,7 @@ async def test_params(wallet: Wallet) -> None:
         "default_fee": 1_000,
         "coin": COIN,
         "explorer_url": wallet.settings.explorer_url,
-        "faucet": {"enabled": True, "amount": 10 * COIN},
+        "faucet": {"enabled": True, "operator_only": False, "amount": 10 * COIN},
     }
 
 
