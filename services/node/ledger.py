@@ -9,6 +9,8 @@ time, and each call is one SQLite transaction. Consensus comes from `pybtc` (val
   pending spends;
 - the same sender and nonce replaces a pending transaction only with a higher fee;
 - when full, a better-paying transaction evicts the cheapest one that nothing depends on;
+- a replaced or evicted transaction is dropped with its reason (`replaced`, `mempool-full`),
+  kept for GET /tx/{txid} like the drops of a tip change: it was answered 201 once;
 - confirmed transactions leave the pool; those of disconnected blocks come back; after every
   tip change each affected sender's pending chain is re-checked and what no longer fits is
   dropped (and logged with its reason).
@@ -352,14 +354,18 @@ class Ledger:
                 raise ServiceError(
                     503, "mempool-full", "the mempool is full and this fee is not above its lowest"
                 )
-            evicted = cheapest.tx.txid
+            evicted = cheapest.tx
         with self.store.transaction():
-            if replaced is not None:
-                self.store.mempool_remove(replaced.txid)
-            if evicted is not None:
-                self.store.mempool_remove(evicted)
+            # What leaves the pool was answered 201 once: its fate is kept for GET /tx/{txid}.
+            for gone, reason in ((replaced, "replaced"), (evicted, "mempool-full")):
+                if gone is not None:
+                    self.store.mempool_remove(gone.txid)
+                    self.store.record_fate(now, gone, "dropped", reason, None, FATES_KEPT)
+                    self.log_rejection(now, "tx", gone.txid, reason, f"{tx.txid} pays a higher fee")
             self.store.mempool_add(tx, now)
-        return TxResult(tx, True, replaced.txid if replaced else None, evicted)
+        return TxResult(
+            tx, True, replaced.txid if replaced else None, evicted.txid if evicted else None
+        )
 
     def _refresh_mempool(self, change: TipChange, now: int) -> None:
         """After a tip change: drop what was confirmed, re-queue what was disconnected,

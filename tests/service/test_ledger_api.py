@@ -696,7 +696,8 @@ async def test_fee_below_minimum_is_refused(ledger_client: TestClient) -> None:
 
 async def test_replacement_by_fee(ledger_client: TestClient) -> None:
     """The same sender and nonce replaces a pending transaction only with a higher fee: the old
-    txid leaves the mempool; an equal or lower fee is a 409 replacement-fee-too-low."""
+    txid leaves the mempool, dropped with the reason `replaced`; an equal or lower fee is a 409
+    replacement-fee-too-low."""
     await mine(ledger_client, MINER.address)
     low = sign(MINER, ALICE.address, COIN, fee=2_000, nonce=0)
     assert (await post_tx(ledger_client, low.to_dict()))[0] == 201
@@ -711,8 +712,8 @@ async def test_replacement_by_fee(ledger_client: TestClient) -> None:
     assert status == 201, body
     assert body["new"] is True
     assert await mempool_txids(ledger_client) == [high.txid]
-    resp = await ledger_client.get(f"/tx/{low.txid}")
-    assert resp.status == 404
+    gone = await get_json(ledger_client, f"/tx/{low.txid}")
+    assert (gone["status"], gone["fate"]["reason"]) == ("dropped", "replaced")
     info = await get_json(ledger_client, f"/address/{MINER.address}")
     assert (info["next_nonce"], info["pending_count"]) == (1, 1)
     assert info["unconfirmed_balance"] == SUBSIDY - COIN - 3_000
@@ -731,7 +732,8 @@ async def small_pool(aiohttp_client: Any, tmp_path: Path, redis_url: str) -> Tes
 
 async def test_full_mempool_evicts_the_cheapest_or_refuses(small_pool: TestClient) -> None:
     """With the mempool full (3), a higher fee evicts the cheapest transaction nothing depends
-    on; a fee not above the cheapest is a 503 mempool-full and changes nothing."""
+    on (dropped with the reason `mempool-full`); a fee not above the cheapest is a 503
+    mempool-full and changes nothing."""
     txs = {}
     for key, fee in ((MINER, 1_000), (ALICE, 2_000), (BOB, 3_000)):
         txs[fee] = sign(key, test_key(9).address, COIN, fee=fee, nonce=0)
@@ -740,7 +742,8 @@ async def test_full_mempool_evicts_the_cheapest_or_refuses(small_pool: TestClien
     status, body = await post_tx(small_pool, rich.to_dict())
     assert status == 201, body
     assert await mempool_txids(small_pool) == [rich.txid, txs[3_000].txid, txs[2_000].txid]
-    assert (await small_pool.get(f"/tx/{txs[1_000].txid}")).status == 404
+    gone = await get_json(small_pool, f"/tx/{txs[1_000].txid}")
+    assert (gone["status"], gone["fate"]["reason"]) == ("dropped", "mempool-full")
 
     for fee in (1_500, 2_000):
         poor = sign(MINER, test_key(9).address, COIN, fee=fee, nonce=0)

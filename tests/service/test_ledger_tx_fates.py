@@ -2,8 +2,9 @@
 
 The reorg cases (re-queued, then confirmed again; dropped as a double spend; evicted from a full
 pool) are in test_ledger_api.py beside the reorg they follow; this file covers a pending
-transaction that a new block (no reorg) makes invalid, a fate that outlives a restart, and the
-address history counts that pages read instead of counting.
+transaction that a new block (no reorg) makes invalid, one that a relayed double spend with a
+higher fee replaces, a fate that outlives a restart, and the address history counts that pages
+read instead of counting.
 """
 
 from __future__ import annotations
@@ -84,6 +85,37 @@ async def test_a_dropped_transaction_is_remembered_across_a_restart(
         assert (view["status"], view["fate"]["reason"]) == ("dropped", "bad-nonce")
     finally:
         await again.close()
+
+
+async def test_a_transaction_replaced_by_a_relayed_double_spend_is_dropped(
+    ledger_client: TestClient,
+) -> None:
+    """Seen in the chaos run (tests/chaos): a sender's wallet failed over to a second node
+    while the first was down or cut off, and each node answered 201 to a transfer with the
+    same nonce. When the higher-fee one was relayed to the node holding the other, it replaced
+    it, and `GET /tx/{txid}` of the replaced transfer said 404 on every node: a transfer
+    answered 201 gone without a recorded reason. It must be dropped with `replaced`."""
+    await mine(ledger_client, MINER.address)
+    status, _, ours = await send(ledger_client, MINER, ALICE.address, COIN, fee=1_200, nonce=0)
+    assert status == 201
+    theirs = Transaction.create(
+        MINER, BOB.address, COIN, fee=1_800, nonce=0, timestamp=0, network_id=REGTEST.network_id
+    )
+    resp = await ledger_client.post(
+        "/transactions/new", json=theirs.to_dict() | {"type": "sharing"}
+    )
+    assert resp.status == 201, await resp.text()
+    view = await (await ledger_client.get(f"/tx/{ours.txid}")).json()
+    assert (view["status"], view["transaction"]) == ("dropped", ours.to_dict())
+    assert (view["fate"]["fate"], view["fate"]["reason"], view["fate"]["reorg"]) == (
+        "dropped",
+        "replaced",
+        None,
+    )
+    rejections = (await (await ledger_client.get("/rejections")).json())["rejections"]
+    assert (rejections[0]["id"], rejections[0]["reason"]) == (ours.txid, "replaced")
+    pending = await (await ledger_client.get(f"/tx/{theirs.txid}")).json()
+    assert pending["status"] == "pending"
 
 
 async def test_an_unknown_txid_is_still_not_found(ledger_client: TestClient) -> None:
