@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run lint format typecheck test pytest test-browser bench bench-quick clean
+.PHONY: help install run lint format typecheck test pytest test-browser chaos chaos-short bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -32,14 +32,20 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 typecheck: $(STAMP)  ## mypy --strict on pybtc and services
 	$(BIN)/mypy
 
-pytest: $(STAMP)  ## the test suite only (no browser tests)
-	$(BIN)/pytest -m "not browser" $(PYTEST_ARGS)
+pytest: $(STAMP)  ## the test suite only (no browser or chaos tests)
+	$(BIN)/pytest -m "not browser and not chaos" $(PYTEST_ARGS)
 
 test: lint typecheck pytest  ## everything CI checks: lint, types, tests
 
 test-browser: $(STAMP)  ## browser tests: Debian's chromium (installed if missing) with Playwright
 	bash scripts/install-chromium.sh
 	$(BIN)/pytest -m browser $(PYTEST_ARGS)
+
+chaos: $(STAMP)  ## soak and chaos: 3 nodes under load, kill -9 and partitions for 10 min; prints figures
+	$(BIN)/python -m tests.chaos --seconds $(or $(PYBTC_CHAOS_SECONDS),600) $(if $(PYBTC_CHAOS_SEED),--seed $(PYBTC_CHAOS_SEED))
+
+chaos-short: $(STAMP)  ## the chaos run as CI runs it: 75 s of faults (PYBTC_CHAOS_SECONDS), ~1.5 min
+	$(BIN)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## benchmarks beside the tutorial's node (~15 min): prints and writes docs/performance.md
 	$(BIN)/python bench/run.py
