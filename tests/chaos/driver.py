@@ -18,8 +18,10 @@ workers must exit by themselves.
 times recoveries: after each heal and each ledger restart, how long until all three ledgers
 hold the same block at the height that was the best one at that moment (a test that holds
 while the miners go on extending the chain); after each Redis restart, how long until every
-running service of that node reports its bus connected again. A recovery is "clean" if no
-other split or ledger kill happened while it was timed.
+running service of that node reports its bus connected again. A recovery is "clean" if the
+network was whole and every ledger up from its start to its end (no split or ledger kill in
+force or in between). A heal between branches of equal work converges only when the next block
+breaks the tie, so these times include waiting for a block (about 5 s on devnet).
 """
 
 from __future__ import annotations
@@ -301,6 +303,10 @@ class Driver:
             height = max(_height(n) for n in self.cluster.nodes)
         with self.lock:
             recovery = Recovery(what, kind, time.monotonic(), self.log.epoch, node, height)
+            # Timed from a moment the network was still cut or a ledger down: not clean.
+            recovery.clean = not self.split_now and all(
+                n.ledger.running for n in self.cluster.nodes
+            )
             self.log.recoveries.append(recovery)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pybtc import COIN
+from tests.chaos.driver import WATCH_TIMEOUT
 
 if TYPE_CHECKING:
     from tests.chaos.driver import FaultLog
@@ -129,9 +130,9 @@ class Report:
             f"    slowest start-up: {slowest or '-'}",
             f"  partitions healed:  {f.heals} of {f.partitions}",
             f"  time to converge:   longest {max(clean, default=0.0):.2f}s after a heal or "
-            f"ledger restart with no other split or ledger kill meanwhile ({len(clean)} timed); "
-            f"{max(overlapped, default=0.0):.2f}s with other faults meanwhile "
-            f"({len(overlapped)}); not converged within the watch: "
+            f"ledger restart, the network whole and every ledger up meanwhile ({len(clean)} "
+            f"timed); {max(overlapped, default=0.0):.2f}s with a split or a ledger down "
+            f"meanwhile ({len(overlapped)}); not converged within {WATCH_TIMEOUT:.0f}s: "
             f"{sum(r.timed_out for r in consensus)}",
             f"  bus back after a Redis restart: longest "
             f"{max((r.took for r in bus if r.took is not None), default=0.0):.2f}s "
