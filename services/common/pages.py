@@ -122,7 +122,10 @@ def is_hash(value: object) -> bool:
 async def html_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refusals as a readable page (JSON for /api/ paths), never a traceback."""
     try:
-        return await handler(request)
+        response = await handler(request)
+        if _missing_static_file(request, response):
+            raise web.HTTPNotFound()
+        return response
     except ServiceError as exc:
         return exc.apply_headers(error_page(request, exc.status, exc.message, exc.reason))
     except web.HTTPException as exc:
@@ -133,6 +136,15 @@ async def html_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         logger.exception("unhandled error path=%s", request.path)
         return error_page(request, 500, "Something went wrong on this page.", "internal")
+
+
+def _missing_static_file(request: web.Request, response: web.StreamResponse) -> bool:
+    """aiohttp's static route answers a file that does not exist with a FileResponse that
+    turns into an empty 404 only while being sent; found here, it gets the error page too."""
+    resource = request.match_info.route.resource
+    if not isinstance(response, web.FileResponse) or not isinstance(resource, web.StaticResource):
+        return False
+    return not (resource.get_info()["directory"] / request.match_info["filename"]).is_file()
 
 
 def error_page(request: web.Request, status: int, message: str, reason: str) -> web.Response:
