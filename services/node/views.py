@@ -169,7 +169,7 @@ async def nodes_resolve(request: web.Request) -> web.Response:
     announcement: dict[str, Any] = dict(request.query)
     if request.can_read_body:
         raw = await request.read()
-        if raw.strip():
+        if raw:  # no body, or JSON: a blank one is malformed, as the document says
             parsed = parse_json(raw)
             if not isinstance(parsed, dict):
                 raise ServiceError(400, "bad-type", "the announcement must be a JSON object")
