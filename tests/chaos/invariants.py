@@ -2,9 +2,11 @@
 
 `settle` lets the network come to rest by itself: with every process back and the cut healed,
 the auto miners go on until every mempool is empty; then the miners are stopped (SIGTERM) and
-the ledgers must agree on one tip with empty mempools. A transfer still pending somewhere then
-(a reorg put it back after the miners stopped) gets that node's miner started again until the
-node's mempool is empty. If the network does
+the ledgers must agree on one tip with empty mempools. A transfer still pending somewhere (a reorg
+put it back after the miners stopped) gets that node's miner started again until the node's
+mempool is empty; two tips of equal work (the miners stopped between two blocks of the same
+height: each node keeps the one it saw first, rightly) get one more block from node0's miner.
+Tips of unequal work must converge by themselves. If the network does
 not settle within the timeout, the failure lists every node's height, tip, mempool and peers.
 
 `check_transactions` accounts for every transfer answered 201: confirmed on the common chain,
@@ -96,7 +98,8 @@ class Settled:
     seconds: float
     tip: str
     height: int
-    miner_restarts_to_settle: int
+    miners_restarted: Counter[str]
+    """Why a miner was started again after the stop, and how often."""
     miner_exit_codes: dict[str, int | None]
 
 
@@ -113,44 +116,54 @@ def settle(cluster: Cluster, timeout: float) -> Settled:
     )
     codes = {n.services["miner"].name: n.services["miner"].stop() for n in nodes}
     logger.info("settle: miners stopped %s; waiting for one tip", codes)
-    remined = 0
-    pending_since: dict[str, float] = {}
+    extra: Counter[str] = Counter()
+    since: dict[str, float] = {}
+
+    def waited(what: str) -> bool:
+        """True once `what` has been seen for STUCK seconds in a row."""
+        return time.monotonic() - since.setdefault(what, time.monotonic()) > STUCK
 
     def at_rest() -> bool:
-        nonlocal remined
-        tips = {status(n)["tip"] for n in nodes}
+        states = {n.name: status(n) for n in nodes}
         pools = {n.name: mempool_txids(n) for n in nodes}
-        if len(tips) == 1 and not any(pools.values()):
+        if len({s["tip"] for s in states.values()}) == 1 and not any(pools.values()):
             return True
         for node in nodes:
             if not pools[node.name]:
-                pending_since.pop(node.name, None)
-                continue
-            if time.monotonic() - pending_since.setdefault(node.name, time.monotonic()) > STUCK:
-                logger.info(
-                    "settle: %d pending on %s: its miner again", len(pools[node.name]), node.name
-                )
-                remined += 1
-                _mine_until_empty(cluster, node, timeout)
-                pending_since.pop(node.name)
+                since.pop(f"pending {node.name}", None)
+            elif waited(f"pending {node.name}"):
+                logger.info("settle: %d pending on %s", len(pools[node.name]), node.name)
+                extra["a transfer put back after the stop"] += 1
+                _mine_until(cluster, node, _empty_mempool(node), timeout)
+                since.clear()
+                return False
+        best = max(int(s["chain_work"], 16) for s in states.values())
+        ties = {s["tip"] for s in states.values() if int(s["chain_work"], 16) == best}
+        if len(ties) < 2:
+            since.pop("tie", None)
+        elif waited("tie"):  # equal work: each keeps the first seen until a block breaks it
+            logger.info("settle: a tie between %s: one more block", sorted(t[:16] for t in ties))
+            extra["a tie between branches of equal work"] += 1
+            height = states[nodes[0].name]["height"]
+            _mine_until(cluster, nodes[0], lambda: status(nodes[0])["height"] > height, timeout)
+            since.clear()
         return False
 
     wait_until(at_rest, cluster, "one tip and empty mempools (miners stopped)", timeout)
     best = status(nodes[0])
-    return Settled(time.monotonic() - start, best["tip"], best["height"], remined, codes)
+    return Settled(time.monotonic() - start, best["tip"], best["height"], extra, codes)
 
 
-def _mine_until_empty(cluster: Cluster, node: Node, timeout: float) -> None:
-    """Start the node's miner until its mempool is empty, then stop it again."""
+def _empty_mempool(node: Node) -> Callable[[], bool]:
+    return lambda: status(node)["mempool_size"] == 0
+
+
+def _mine_until(cluster: Cluster, node: Node, done: Callable[[], bool], timeout: float) -> None:
+    """Start the node's miner again until `done`, then stop it."""
     miner = node.services["miner"]
     cluster.start(miner)
     try:
-        wait_until(
-            lambda: status(node)["mempool_size"] == 0,
-            cluster,
-            f"{node.name} mined its pending transfers",
-            timeout,
-        )
+        wait_until(done, cluster, f"{node.name}'s miner started again", timeout)
     finally:
         miner.stop()
 

@@ -146,7 +146,7 @@ class Report:
         if s is not None:
             lines.append(
                 f"  final convergence:  {s.seconds:.1f}s to one tip with empty mempools "
-                f"(miners started again to settle: {s.miner_restarts_to_settle}); "
+                f"(a miner started again after the stop for: {_counts(s.miners_restarted)}); "
                 f"height {s.height} tip {s.tip[:16]}"
             )
         for name, db in self.databases.items():
