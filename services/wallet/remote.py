@@ -5,7 +5,6 @@ and every refusal (`{"error", "reason"}`) becomes one clear `click.ClickExceptio
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import urllib.error
 import urllib.parse
@@ -16,6 +15,8 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import click
+
+from services.common.settings import is_loopback_host
 
 TIMEOUT = 10.0
 MAX_REPLY = 4 * 1024 * 1024
@@ -63,7 +64,7 @@ class Remote:
             request.add_header(name, value)
         host = urllib.parse.urlsplit(self.base_url).hostname or ""
         opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({} if _is_loopback(host) else None), _NoRedirect()
+            urllib.request.ProxyHandler({} if is_loopback_host(host) else None), _NoRedirect()
         )
         try:
             try:
@@ -125,15 +126,6 @@ def _json(raw: bytes) -> Any:
 def printable(text: str, limit: int = 500) -> str:
     """Text from a server, safe to print: no control characters (no terminal escapes)."""
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def set_cookie_value(headers: Any, name: str) -> str | None:

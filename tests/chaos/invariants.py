@@ -29,6 +29,7 @@ from typing import Any
 from tests.chaos.cluster import NO_ANSWER, PARAMS, Cluster, Node, integrity_check
 from tests.chaos.load import Ack
 from tests.functional.conftest import get_json, http, log_tail
+from tests.functional.p2p import mempool_txids, status
 
 logger = logging.getLogger(__name__)
 
@@ -43,20 +44,6 @@ NONCE_TAKEN = ("bad-nonce", "replaced")
 
 class SettleError(AssertionError):
     """The network did not come to rest: same tip, empty mempools."""
-
-
-def status(node: Node) -> dict[str, Any]:
-    body: dict[str, Any] = get_json(f"{node.url}/status")
-    return body
-
-
-def mempool_txids(node: Node) -> list[str]:
-    txids: list[str] = []
-    while True:
-        page = get_json(f"{node.url}/mempool?offset={len(txids)}&limit=500")["transactions"]
-        txids += [tx["txid"] for tx in page]
-        if len(page) < 500:
-            return txids
 
 
 def describe(cluster: Cluster, logs: bool = True) -> str:

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -58,13 +58,20 @@ def name(node: LedgerProcess) -> str:
     return node.data_dir.name
 
 
-def status(node: LedgerProcess) -> dict[str, Any]:
+class HasUrl(Protocol):
+    """A ledger of any harness: a LedgerProcess, a chaos run's node."""
+
+    @property
+    def url(self) -> str: ...
+
+
+def status(node: HasUrl) -> dict[str, Any]:
     """The node's `GET /status`."""
     body: dict[str, Any] = get_json(f"{node.url}/status")
     return body
 
 
-def mempool_txids(node: LedgerProcess) -> list[str]:
+def mempool_txids(node: HasUrl) -> list[str]:
     """The node's pending txids in mining order (every one, however many pages)."""
     txids: list[str] = []
     while True:
