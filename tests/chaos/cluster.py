@@ -45,11 +45,18 @@ from http.client import HTTPException
 from pathlib import Path
 
 from pybtc import PrivateKey, get_params
-from services.common.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from services.common.embedded_redis import EmbeddedRedisError
 from services.common.settings import Settings
 from tests.chainutil import test_key
 from tests.chaos.procfs import child_pids
-from tests.functional.conftest import ChildProcesses, child_env, free_port, http, log_tail
+from tests.functional.conftest import (
+    ChildProcesses,
+    KillableRedis,
+    child_env,
+    free_port,
+    http,
+    log_tail,
+)
 from tests.functional.netproxy import Front, Switchboard
 
 logger = logging.getLogger(__name__)
@@ -162,23 +169,19 @@ class Service:
             return None
 
 
-@dataclass(eq=False)
-class RedisService:
-    """A node's redis-server on a port that stays the same across kills."""
+class RedisService(KillableRedis):
+    """A node's redis-server on a port that stays the same across kills, with the interface
+    the driver gives every process (name, pid, spawn, ready, stop's exit code)."""
 
-    node: str
-    data_dir: Path
-    port: int = field(default_factory=free_port)
-    server: EmbeddedRedis | None = None
-    kind: str = "redis"
+    kind = "redis"
+
+    def __init__(self, node: str, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.node = node
 
     @property
     def name(self) -> str:
         return f"{self.node}/redis"
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -196,28 +199,10 @@ class RedisService:
         return True
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while True:  # the port was ours a moment ago; the kernel may still hold it
-            try:
-                self.server = EmbeddedRedis(port=self.port, data_dir=self.data_dir).start()
-                return
-            except EmbeddedRedisError as exc:
-                if time.monotonic() > deadline:
-                    raise StartError(f"{self.name}: {exc}") from None
-                time.sleep(0.2)
-
-    def kill(self) -> None:
-        assert self.server is not None
-        assert self.server.pid is not None
-        os.kill(self.server.pid, signal.SIGKILL)
-        self.server.stop()  # reaps it
-        self.server = None
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        return 0
+        try:
+            super().start(timeout)
+        except EmbeddedRedisError as exc:
+            raise StartError(f"{self.name}: {exc}") from None
 
 
 Process = Service | RedisService

@@ -38,7 +38,6 @@ from tests.chaos.invariants import (
     check_database,
     check_transactions,
     settle,
-    status,
     wait_until,
 )
 from tests.chaos.load import EXPLORER_PAGES, SENDERS, WALLET_PAGES, Readers, TxLoad, follow_events
@@ -46,6 +45,7 @@ from tests.chaos.procfs import leftovers
 from tests.chaos.report import RSS_CAP_MIB, Report
 from tests.functional.conftest import get_json, http
 from tests.functional.netproxy import LoopThread, Switchboard
+from tests.functional.p2p import status
 
 logger = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ import pytest
 
 from pybtc import REGTEST, Block, PrivateKey, Transaction
 from pybtc.mining import mine_block
+from services.common.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from services.common.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -290,3 +291,43 @@ def send(
     assert reply.status == 201, reply.text
     assert reply.json()["txid"] == tx.txid
     return tx
+
+
+class KillableRedis:
+    """A redis-server of the test's own (never the session's) on a port that stays the same
+    across `kill` (SIGKILL) and `start`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.server: EmbeddedRedis | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:  # the port was ours a moment ago; retry if the kernel still holds it
+            try:
+                self.server = EmbeddedRedis(port=self.port, data_dir=self.data_dir).start()
+                return
+            except EmbeddedRedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.server is not None
+        assert self.server.pid is not None
+        os.kill(self.server.pid, signal.SIGKILL)
+        self.server.stop()  # reaps it
+        self.server = None
+        logger.info("redis-server killed (SIGKILL) port=%d", self.port)
+
+    def stop(self) -> int:
+        """Stop it if it runs (SIGTERM, as an operator would); 0, the exit code of a clean stop."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        return 0

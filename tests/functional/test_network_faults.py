@@ -29,7 +29,6 @@ Every node is real processes on loopback (`python -m services.node`, with
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -41,10 +40,10 @@ import pytest
 
 from pybtc import COIN, Block, PrivateKey, Transaction
 from pybtc.mining import mine_block
-from services.common.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from tests.chainutil import test_key
 from tests.functional.conftest import (
     ChildProcesses,
+    KillableRedis,
     LedgerProcess,
     child_env,
     free_port,
@@ -287,44 +286,6 @@ def test_kill9_ledger_rejoins_and_catches_up(children: ChildProcesses, tmp_path:
 
 
 # -- Redis killed and restarted --------------------------------------------------------------
-
-
-class KillableRedis:
-    """A redis-server of the test's own (never the session's) on a port that stays the same
-    across `kill` (SIGKILL) and `start`."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.server: EmbeddedRedis | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        deadline = time.monotonic() + 10
-        while True:  # the port was ours a moment ago; retry if the kernel still holds it
-            try:
-                self.server = EmbeddedRedis(port=self.port, data_dir=self.data_dir).start()
-                return
-            except EmbeddedRedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-
-    def kill(self) -> None:
-        assert self.server is not None
-        assert self.server.pid is not None
-        os.kill(self.server.pid, signal.SIGKILL)
-        self.server.stop()  # reaps it
-        self.server = None
-        logger.info("redis-server killed (SIGKILL) port=%d", self.port)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
 
 
 @pytest.fixture
