@@ -20,6 +20,7 @@ from pybtc import COIN, REGTEST, Transaction
 from pybtc.transaction import TX_FIELDS
 from tests.chainutil import test_key
 from tests.service.fuzzutil import assert_json_refusal
+from tests.strategies import json_values
 
 SENDER, ALICE, BOB = test_key(0), test_key(1), test_key(2)
 PENDING = Transaction.create(
@@ -181,17 +182,7 @@ WRITE_PATHS = st.sampled_from(["/api/broadcast"] * 4 + ["/api/faucet"] * 3 + [""
 )
 """The wallet's two POST endpoints, sometimes any other path."""
 
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=40),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=10,
-)
+JSON = json_values(text_size=40, max_leaves=10)
 field_values = JSON | st.sampled_from(REAL_SEGMENTS + NEAR_MISSES) | st.integers(0, 2**64)
 tx_mutants = st.dictionaries(
     st.sampled_from((*TX_FIELDS, "txid", "type")), field_values, min_size=1, max_size=2

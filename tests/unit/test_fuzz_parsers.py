@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from pybtc import REGTEST, Block, BlockHeader, PrivateKey, Reason, Transaction, ValidationError
 from pybtc.mining import build_block, mine_block
 from services.common.web import ServiceError, parse_json
+from tests.strategies import json_values
 
 T = TypeVar("T")
 KEY = PrivateKey(b"\x07" * 32)
@@ -46,17 +47,7 @@ _MINED = mine_block(
 assert _MINED is not None
 BLOCK = _MINED
 
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=80),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+JSON = json_values(text_size=80, max_leaves=12)
 
 
 def near_misses(valid: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
