@@ -21,6 +21,12 @@ from services.common.settings import Settings, SettingsError
 from services.up import run_node
 from services.wallet.cli import wallet
 
+network_option = click.option(
+    "--network",
+    type=click.Choice(sorted(NETWORKS)),
+    help="Which chain (default: PYBTC_NETWORK, else devnet).",
+)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version("pybtc"), prog_name="pybtc")
@@ -33,11 +39,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--network",
-    type=click.Choice(sorted(NETWORKS)),
-    help="Which chain (default: PYBTC_NETWORK, else devnet).",
-)
+@network_option
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -174,11 +176,7 @@ def serve(service: str) -> None:
 
 @main.command()
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--network",
-    type=click.Choice(sorted(NETWORKS)),
-    help="Which chain (default: PYBTC_NETWORK, else devnet).",
-)
+@network_option
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
