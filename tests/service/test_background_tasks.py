@@ -127,6 +127,8 @@ async def test_ledger_periodic_sync_survives_a_failure(
     await _down_then_up(client, "periodic sync", "RuntimeError: injected fault")
     after = calls[0]
     await _until("periodic syncs after the restart", lambda: _true(calls[0] >= after + 2))
+    metrics = await (await client.get("/metrics")).text()
+    assert 'pybtc_task_restarts_total{service="ledger",task="periodic sync"} 1.0' in metrics
 
 
 async def test_miner_keeps_mining_after_its_loop_failed(
