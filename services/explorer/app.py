@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from services.common.limits import LIMITS, ClientLimits
+from services.common.origins import GUARD, BrowserGuard
 from services.common.pages import (
     SETTINGS,
     add_ledger_and_live,
@@ -26,16 +27,20 @@ def create_app(settings: Settings) -> web.Application:
     """The explorer for `settings`; it reads the node's ledger at `PYBTC_LEDGER_URL`."""
     metrics = Metrics("explorer")
     limits = ClientLimits.from_settings(settings)
+    guard = BrowserGuard.from_settings(settings)
     app = web.Application(
         middlewares=[
             security_headers_middleware,
             metrics.middleware,
             html_errors,
             limits.middleware,
+            guard.hosts,
+            guard.writes,
         ],
         client_max_size=16_384,
     )
     app[LIMITS] = limits
+    app[GUARD] = guard
     app[SETTINGS] = settings
     setup_pages(app, "services.explorer", {"drop_reason": _drop_reason})
     app.add_routes(routes)
