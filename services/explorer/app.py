@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from services.common.limits import LIMITS, ClientLimits
-from services.common.origins import GUARD, BrowserGuard
+from services.common.origins import BrowserGuard
 from services.common.pages import (
     SETTINGS,
     add_ledger_and_live,
@@ -40,7 +40,6 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=16_384,
     )
     app[LIMITS] = limits
-    app[GUARD] = guard
     app[SETTINGS] = settings
     setup_pages(app, "services.explorer", {"drop_reason": _drop_reason})
     app.add_routes(routes)

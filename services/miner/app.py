@@ -14,7 +14,7 @@ from services.common.bus import Bus, Kind
 from services.common.ledger_client import LedgerClient
 from services.common.limits import LIMITS, ClientLimits
 from services.common.node_key import load_or_create_node_key
-from services.common.origins import GUARD, BrowserGuard
+from services.common.origins import BrowserGuard
 from services.common.settings import Settings
 from services.common.web import (
     Check,
@@ -51,7 +51,6 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=65536,
     )
     app[LIMITS] = limits
-    app[GUARD] = guard
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_miner_ctx)
     app.add_routes(routes)

@@ -11,7 +11,7 @@ from prometheus_client import Gauge
 
 from services.common.bus import Bus
 from services.common.limits import LIMITS, ClientLimits
-from services.common.origins import GUARD, BrowserGuard
+from services.common.origins import BrowserGuard
 from services.common.settings import Settings
 from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
 from services.node.announce import Announcer
@@ -38,7 +38,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         client_max_size=settings.max_body_bytes,
     )
     app[LIMITS] = limits
-    app[GUARD] = guard
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[ANNOUNCER] = Announcer(settings.ledger_public_url)
