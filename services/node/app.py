@@ -89,10 +89,7 @@ async def _network_ctx(app: web.Application) -> AsyncIterator[None]:
     network = Network(app[SETTINGS], app[LEDGER], app[ANNOUNCER], app[CLOCK])
     app[NETWORK] = network
     await network.start(app[BUS])
-    desk = MineDesk(app[SETTINGS].origin, app[BUS])
-    app[MINE_DESK] = desk
-    if desk.bus is not None:
-        network.spawn(desk.listen(), "mining desk")
+    app[MINE_DESK] = MineDesk(app[SETTINGS], app[LEDGER])
     yield
     await network.close()
 

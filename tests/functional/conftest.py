@@ -200,6 +200,7 @@ class LedgerProcess:
         self.redis_url = redis_url
         self.extra_env = dict(extra_env or {})  # more PYBTC_* settings: peers, node id...
         self.port = free_port()
+        self.miner_port = free_port()  # where GET /mine finds this node's miner (MinerProcess)
         self.log_path = data_dir / "ledger.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -225,6 +226,7 @@ class LedgerProcess:
             PYBTC_DATA_DIR=str(self.data_dir),
             PYBTC_HOST="127.0.0.1",
             PYBTC_LEDGER_PORT=str(self.port),
+            PYBTC_MINER_PORT=str(self.miner_port),
             PYBTC_REDIS_URL=self.redis_url,
         )
         env |= self.extra_env

@@ -300,6 +300,7 @@ def start_node(
         mode="on-demand",
         node=node_id,
         ledger_url=ledger.url,
+        port=ledger.miner_port,
         redis_url=redis_url,
         workers=1,
         address=miner_address,

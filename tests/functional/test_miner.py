@@ -122,10 +122,11 @@ class MinerProcess:
         redis_url: str = "",
         workers: int = 0,
         address: str = "",
+        port: int = 0,
     ) -> None:
         self.children = children
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()  # the ledger's miner_port, for GET /mine
         self.log_path = data_dir / "miner.log"
         self.env = child_env(
             PYBTC_NETWORK=network,
@@ -401,6 +402,7 @@ def test_get_mine_on_demand(
         mode="on-demand",
         node=node,
         ledger_url=ledger.url,
+        port=ledger.miner_port,
         redis_url=redis_url,
     ).start()
     address = miner.status()["address"]
@@ -505,6 +507,7 @@ def test_killed_miner_leaves_no_worker(
             mode="auto",
             node=node,
             ledger_url=ledger.url,
+            port=ledger.miner_port,
             redis_url=redis_url,
             workers=2,
         ).start()
@@ -557,6 +560,7 @@ def test_dead_workers_do_not_hang_get_mine(
         mode="on-demand",
         node=node,
         ledger_url=ledger.url,
+        port=ledger.miner_port,
         redis_url=redis_url,
     ).start()
     deadline = time.monotonic() + 15.0
@@ -623,6 +627,7 @@ def devnet_node(
                 mode="auto",
                 node=tag,
                 ledger_url=ledger.url,
+                port=ledger.miner_port,
                 redis_url=redis_server.url,
             ).start()
             yield DevnetNode(ledger, miner, bus, f"{tag}/ledger", time.monotonic())
