@@ -88,14 +88,23 @@ class MineDesk:
         headers = {"User-Agent": "pyBTC-ledger"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=CONNECT_TIMEOUT)
+        # The miner gives up after `seconds` and says so (504); the margin lets its answer in.
+        timeout = aiohttp.ClientTimeout(
+            total=seconds + CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT
+        )
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout, headers=headers) as session,
                 session.post(self.url, json={"timeout": seconds}, allow_redirects=False) as resp,
             ):
-                raw = await resp.content.read(MAX_ANSWER_BYTES)
+                raw = b""
+                while len(raw) < MAX_ANSWER_BYTES and (
+                    chunk := await resp.content.read(MAX_ANSWER_BYTES - len(raw))
+                ):
+                    raw += chunk
                 status = resp.status
+        except aiohttp.ConnectionTimeoutError:  # an address where nothing answers
+            raise no_miner(f"no connection within {CONNECT_TIMEOUT:.0f}s") from None
         except TimeoutError:
             raise ServiceError(
                 504, "mine-timeout", f"the miner found no block within {seconds:.0f}s"
