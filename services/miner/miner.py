@@ -194,8 +194,8 @@ class Miner:
     def _answer(self, block: Block, job_id: int) -> None:
         """Complete the oldest request made before this block's job started."""
         for request in self.requests:
-            asked_after, waiter = request
-            if asked_after < job_id and not waiter.done():
+            last_job_then, waiter = request
+            if last_job_then < job_id and not waiter.done():
                 waiter.set_result(block)
                 self.requests.remove(request)
                 return
