@@ -29,12 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
-from services.common.embedded_redis import (
-    PASSWORD_FILENAME,
-    EmbeddedRedis,
-    load_or_create_password,
-    redacted_url,
-)
+from services.common.embedded_redis import EmbeddedRedis
+from services.common.redis_auth import PASSWORD_FILENAME, load_or_create_password, redacted_url
 from services.common.settings import Settings
 
 logger = logging.getLogger("pybtc.up")

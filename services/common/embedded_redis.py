@@ -10,8 +10,8 @@ The server listens on loopback only (a free TCP port chosen by the OS, or a unix
 with protected mode on, keeps its files in a data directory (a temporary one unless given), and
 is stopped with SIGTERM, then SIGKILL if it does not exit in time.
 
-With a password (`pybtc up` always gives one: `load_or_create_password`, made once and kept in
-the data dir with mode 600) every client must AUTH first; the password reaches redis-server on
+With a password (`pybtc up` always gives one: `services.common.redis_auth`, made once and kept
+in the data dir with mode 600) every client must AUTH first; the password reaches redis-server on
 its standard input (`redis-server -`), never on a command line that `ps` shows, and `url`
 carries it for redis-py. Log lines show `redacted_url(url)`.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -30,7 +29,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
+
+from services.common.redis_auth import redacted_url
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ _PING = b"*1\r\n$4\r\nPING\r\n"
 _FLUSHALL = b"*1\r\n$8\r\nFLUSHALL\r\n"
 _INFO_SERVER = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
 _ADDRESS_IN_USE = "Address already in use"
-PASSWORD_FILENAME = "password"  # noqa: S105 - a file name, not a password
 _LOG_TAIL_LINES = 20
 
 
@@ -83,41 +83,6 @@ def find_redis_server() -> str:
         "pulls it in) or put redis-server on PATH (e.g. apt-get install redis-server), "
         "or point PYBTC_REDIS_URL at a running Redis"
     )
-
-
-def load_or_create_password(path: str | os.PathLike[str]) -> str:
-    """The password kept in `path`; made (random, 256 bits) and written with mode 600 if the
-    file does not exist yet, so a restart finds the same one."""
-    target = Path(path)
-    try:
-        password = target.read_text().strip()
-    except FileNotFoundError:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        password = secrets.token_urlsafe(32)
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use that one
-            return load_or_create_password(target)
-        with os.fdopen(fd, "w") as out:
-            out.write(password + "\n")
-        logger.info("redis password made path=%s", target)
-        return password
-    if not password:
-        raise EmbeddedRedisError(f"the redis password file {target} is empty")
-    return password
-
-
-def redacted_url(url: str) -> str:
-    """`url` with any password replaced by `***`, for log lines and tables."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = parts.username or ""
-        netloc = f"{user}:***@" + netloc.rpartition("@")[2]
-    query = "&".join(
-        "password=***" if item.startswith("password=") else item for item in parts.query.split("&")
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _free_port() -> int:

@@ -19,14 +19,8 @@ import redis.exceptions
 from redis.asyncio import Redis
 
 from services.common import embedded_redis
-from services.common.embedded_redis import (
-    PASSWORD_FILENAME,
-    EmbeddedRedis,
-    EmbeddedRedisError,
-    find_redis_server,
-    load_or_create_password,
-    redacted_url,
-)
+from services.common.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_redis_server
+from services.common.redis_auth import PASSWORD_FILENAME, load_or_create_password, redacted_url
 
 
 async def _pubsub_round_trip(url: str) -> None:
@@ -268,6 +262,9 @@ def test_the_password_file_is_made_once_with_mode_600(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_or_create_password(path) == first  # a restart finds the same one
+    path.chmod(0o644)
+    assert load_or_create_password(path) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with EmbeddedRedis(data_dir=path.parent, password=first) as server:
         assert server.ping()
         assert redacted_url(server.url) == f"redis://:***@127.0.0.1:{server.port}/0"
