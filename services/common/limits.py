@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from services.common.addresses import Address, address_class
+from services.common.quota import MAX_CLIENTS, TokenBuckets
 from services.common.settings import Settings
 from services.common.web import Handler, ServiceError
 
-MAX_CLIENTS = 10_000
 LIMIT_NETWORKS = ("loopback", "private", "public", "link-local")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,8 +44,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass
 class _Client:
-    tokens: float
-    seen: float
     connections: set[asyncio.BaseTransport] = field(default_factory=set)
 
 
@@ -84,7 +82,7 @@ class ClientLimits:
         self.connections = connections
         self.exempt = exempt
         self.trusted_proxies = trusted_proxies
-        self.clock = clock
+        self.buckets = TokenBuckets(rate, self.burst, clock=clock, max_keys=MAX_CLIENTS)
         self.clients: OrderedDict[str, _Client] = OrderedDict()
 
     @classmethod
@@ -115,10 +113,10 @@ class ClientLimits:
     def _trusted(self, address: Address) -> bool:
         return any(address in network for network in self.trusted_proxies)
 
-    def _client(self, key: str, now: float) -> _Client:
+    def _client(self, key: str) -> _Client:
         client = self.clients.pop(key, None)
         if client is None:
-            client = _Client(tokens=float(self.burst), seen=now)
+            client = _Client()
             while len(self.clients) >= MAX_CLIENTS:
                 self.clients.popitem(last=False)
         self.clients[key] = client  # the most recently seen last
@@ -126,9 +124,8 @@ class ClientLimits:
 
     def check(self, key: str, transport: asyncio.BaseTransport | None) -> None:
         """Count one request of client `key`; ServiceError 429 past a limit."""
-        now = self.clock()
-        client = self._client(key, now)
         if self.connections and transport is not None:
+            client = self._client(key)
             client.connections = {t for t in client.connections if not t.is_closing()}
             if transport not in client.connections:
                 if len(client.connections) >= self.connections:
@@ -141,10 +138,8 @@ class ClientLimits:
                     )
                 client.connections.add(transport)
         if self.rate:
-            client.tokens = min(self.burst, client.tokens + (now - client.seen) * self.rate)
-            client.seen = now
-            if client.tokens < 1:
-                wait = math.ceil((1 - client.tokens) / self.rate)
+            wait = math.ceil(self.buckets.take(key))
+            if wait:
                 raise ServiceError(
                     429,
                     "rate-limited",
@@ -152,7 +147,6 @@ class ClientLimits:
                     f"(bursts of {self.burst}); try again in {wait} s",
                     headers={"Retry-After": str(wait)},
                 )
-            client.tokens -= 1
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -164,6 +158,14 @@ class ClientLimits:
 
 
 LIMITS = web.AppKey("client_limits", ClientLimits)
+
+
+def client_key(request: web.Request) -> str:
+    """Who sent `request`, as its limits tell it (behind trusted proxies, the forwarded
+    client): the key of per-client quotas (`services.common.quota`)."""
+    limits = request.app.get(LIMITS)
+    address = limits.client_address(request) if limits is not None else None
+    return str(address) if address is not None else (request.remote or "?")
 
 
 def require_operator(request: web.Request, settings: Settings) -> None:

@@ -97,7 +97,7 @@ def test_remembered_clients_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     bucket = ClientLimits(rate=1, burst=1, connections=0, clock=Clock())
     for key in ("a", "b", "c", "a", "d"):
         refusal(bucket, key)
-    assert list(bucket.clients) == ["c", "a", "d"]
+    assert list(bucket.buckets.buckets) == ["c", "a", "d"]
 
 
 @pytest.mark.parametrize(
