@@ -39,7 +39,10 @@ class Settings:
     explorer_port: int = 8080
     wallet_port: int = 8081
     redis_url: str = ""
-    """The bus; empty means `pybtc up` starts an embedded redis-server."""
+    """The bus; empty means `pybtc up` starts an embedded redis-server (with a password kept
+    in the data dir). A URL given here is used as is: it carries its own password."""
+    miner_url: str = ""
+    """How the ledger reaches its own miner for GET /mine (default http://host:miner_port)."""
     public_url: str = ""
     """How other nodes reach this ledger (default http://host:ledger_port)."""
     ledger_url: str = ""
@@ -118,6 +121,10 @@ class Settings:
     @property
     def ledger_internal_url(self) -> str:
         return self.ledger_url or self.ledger_public_url
+
+    @property
+    def miner_internal_url(self) -> str:
+        return self.miner_url or f"http://{self.host}:{self.miner_port}"
 
     @property
     def origin(self) -> str:
