@@ -155,8 +155,13 @@ async def miner_client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
 @pytest.mark.parametrize(
     ("headers", "body", "status", "reason"),
     [
-        ({}, '{"timeout": 1}', 401, "operator-only"),
-        ({"Authorization": "Bearer wrong"}, '{"timeout": 1}', 401, "operator-only"),
+        ({"Content-Type": "application/json"}, '{"timeout": 1}', 401, "operator-only"),
+        (
+            {"Authorization": "Bearer wrong", "Content-Type": "application/json"},
+            '{"timeout": 1}',
+            401,
+            "operator-only",
+        ),
         (
             {"Authorization": "Bearer sekrit", "Content-Type": "text/plain"},
             '{"timeout": 1}',
