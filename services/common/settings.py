@@ -88,6 +88,11 @@ class Settings:
     """Seconds one request to a peer may take in total."""
     peer_max_failures: int = 5
     """Failed contacts in a row after which a peer is dropped."""
+    peer_register_rate: float = 0.1
+    """New peer URLs a second one client may have this node handshake via POST /nodes/register,
+    on average (loopback included; 0: no limit); past it 429 `register-rate-limited`."""
+    peer_register_burst: int = 32
+    """New peer URLs one client may register at once before the rate applies."""
     miner_mode: str = ""
     """auto (mine continuously) or on-demand (only for GET /mine); default: auto on devnet,
     on-demand on regtest."""

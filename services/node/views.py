@@ -15,7 +15,7 @@ from aiohttp import web
 
 from pybtc import Block, Transaction, ValidationError, decode_address, format_amount
 from pybtc.encoding import check_hex
-from services.common.limits import require_operator
+from services.common.limits import client_key, require_operator
 from services.common.web import ServiceError, parse_json, query_int, read_json_object
 from services.node.keys import CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
 from services.node.ledger import Ledger
@@ -135,13 +135,16 @@ def _object_id(body: dict[str, Any], key: str) -> str:
 
 @routes.post("/nodes/register")
 async def nodes_register(request: web.Request) -> web.Response:
-    """`{"nodes": url}` or `{"nodes": [urls]}`: handshake, add, register back, spread."""
-    require_operator(request, request.app[SETTINGS])
+    """`{"nodes": url}` or `{"nodes": [urls]}`: handshake, add, register back, spread. With an
+    operator token set, only the operator gets here, and is not held to the client quota."""
+    settings = request.app[SETTINGS]
+    require_operator(request, settings)
     body = await read_json_object(request)
     if "nodes" not in body:
         raise ServiceError(400, "missing-field", "Error: Please supply a valid list of nodes")
     network = request.app[NETWORK]
-    outcome = await network.register(body["nodes"])
+    client = None if settings.operator_token else client_key(request)
+    outcome = await network.register(body["nodes"], client)
     message = "New nodes have been added" if outcome.added else "Already Registered Node"
     return web.json_response(
         {
@@ -156,9 +159,12 @@ async def nodes_register(request: web.Request) -> web.Response:
 
 @routes.get("/nodes")
 async def nodes(request: web.Request) -> web.Response:
-    """This node's peers with their health and last known tips."""
+    """This node's peers with their health and last known tips, and the latest dropped."""
     network = request.app[NETWORK]
-    return web.json_response({"self": network.self_url, "peers": network.book.describe()})
+    book = network.book
+    return web.json_response(
+        {"self": network.self_url, "peers": book.describe(), "dropped": list(book.dropped)}
+    )
 
 
 @routes.get("/nodes/resolve")
