@@ -3,7 +3,9 @@
 - `register`: the tutorial's `/nodes/register` — a handshake (`/status`: a pyBTC ledger of our
   network and genesis, and not ourselves) before a peer is added; then, in the background, we
   register back with it and tell our other peers. A peer that knows a URL already answers
-  "Already Registered Node" and goes no further, so registration never loops.
+  "Already Registered Node" and goes no further, so registration never loops. Each URL new
+  here takes one unit of the asking client's quota first; a full book makes room by evicting
+  its worst unprotected peer (`PeerBook.victim`).
 - Gossip: every transaction and block this ledger accepts is announced on the bus (for ledgers
   sharing the Redis) and over HTTP — transactions relayed to every peer with `"type": "sharing"`
   (only when new here, so relays stop), tip changes announced with the tutorial's

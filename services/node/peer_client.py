@@ -26,7 +26,7 @@ import aiohttp
 from pybtc import Block, BlockHeader, ChainParams, Transaction, ValidationError
 from pybtc.pow import block_work
 from services.common.web import ServiceError, parse_json
-from services.node.peers import PeerNotAllowedError, PeerPolicy
+from services.node.peers import PeerNotAllowedError, PeerPolicy, clean_text
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 HEADERS_PAGE = 500
@@ -38,6 +38,8 @@ MAX_HEIGHT = 2**63 - 1
 """The largest height a peer may claim: what SQLite's INTEGER (int64) can store."""
 MAX_TEXT = 128
 """The longest network name or node id a peer may send."""
+MAX_MESSAGE = 500
+"""The longest PeerError message (a peer's bad block can make a pybtc error quote a lot)."""
 _HASH = re.compile(r"[0-9a-f]{64}")
 
 
@@ -53,6 +55,7 @@ class PeerError(Exception):
         http_status: int | None = None,
         reason: str = "",
     ) -> None:
+        message = clean_text(message, MAX_MESSAGE)  # it is logged, stored, and answered
         super().__init__(f"{url}: {message}")
         self.url = url
         self.message = message

@@ -283,6 +283,7 @@ async def test_one_client_cannot_fill_the_book(
     ]
     assert evicted[:2] == [fakes[0].url, fakes[1].url]
     assert len(evicted) == 2 + 1 + 10
+    assert len(await nodes_text(http, node)) < NODES_SMALL
     assert set(evicted[2:]) <= silent  # those that stopped answering go first
 
 
