@@ -163,12 +163,15 @@ class Network:
                 logger.info("configured peers not registered reason=%s %s", exc.reason, exc)
 
     # -- registration ----------------------------------------------------------------------
-    async def register(self, raw: object, client: str | None = None) -> Registration:
+    async def register(
+        self, raw: object, client: str | None = None, *, counted: bool = True
+    ) -> Registration:
         """Handshake and add the given peer URLs; register back and spread in the background.
 
-        `client` is who asked (None: this node itself, from its settings): each URL new here
-        takes one unit of that client's registration quota before it is contacted, and the
-        peers it adds are counted as its own when the book is full and one must make room."""
+        `client` is who asked (None: this node itself, from its settings). Unless not
+        `counted`, each URL new here takes one unit of that client's registration quota
+        before it is contacted; the peers it adds are counted as its own when the book is
+        full and one must make room."""
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise ServiceError(400, "bad-peer-url", "nodes is empty")
@@ -186,8 +189,9 @@ class Network:
                 outcome.known.append(url)
             else:
                 candidates.append(url)
-        if client is not None and candidates:
-            candidates = self._within_quota(client, candidates, outcome)
+        limited: list[str] = []
+        if client is not None and counted and candidates:
+            candidates, limited = self._within_quota(client, candidates, outcome)
         results = await asyncio.gather(*(self._handshake(url) for url in candidates))
         for url, error in zip(candidates, results, strict=True):
             if error is not None:
@@ -205,6 +209,14 @@ class Network:
             elif self.book.add(url, client or CONFIG):
                 outcome.added.append(url)
                 logger.info("peer added url=%s by=%s", url, client or CONFIG)
+        outcome.rejected += [
+            {
+                "url": url,
+                "reason": REGISTER_LIMITED,
+                "error": "this client registered too many new peers lately",
+            }
+            for url in limited
+        ]
         if outcome.added:
             self.spawn(self._spread(outcome.added), "register back")
         if not outcome.added and not outcome.known and outcome.rejected:
@@ -212,9 +224,11 @@ class Network:
             raise ServiceError(400, first["reason"], f"{first['url']}: {first['error']}")
         return outcome
 
-    def _within_quota(self, client: str, candidates: list[str], outcome: Registration) -> list[str]:
-        """The candidates `client`'s quota allows (one unit each, in order); the others are
-        rejected, and if none is allowed and nothing was known the request is a 429."""
+    def _within_quota(
+        self, client: str, candidates: list[str], outcome: Registration
+    ) -> tuple[list[str], list[str]]:
+        """The candidates `client`'s quota allows (one unit each, in order) and those past it;
+        if none is allowed and nothing was known, the request is a 429."""
         allowed = []
         for url in candidates:
             if not self.register_quota.allow(client):
@@ -222,15 +236,7 @@ class Network:
             allowed.append(url)
         if not allowed and not outcome.known:
             self.register_quota.take(client)  # the quota's 429, with Retry-After
-        for url in candidates[len(allowed) :]:
-            outcome.rejected.append(
-                {
-                    "url": url,
-                    "reason": REGISTER_LIMITED,
-                    "error": "this client registered too many new peers lately",
-                }
-            )
-        return allowed
+        return allowed, candidates[len(allowed) :]
 
     def _make_room(self, newcomer: str) -> bool:
         """Evict the worst unprotected peer for `newcomer` (PeerBook.victim); False if none."""

@@ -135,16 +135,15 @@ def _object_id(body: dict[str, Any], key: str) -> str:
 
 @routes.post("/nodes/register")
 async def nodes_register(request: web.Request) -> web.Response:
-    """`{"nodes": url}` or `{"nodes": [urls]}`: handshake, add, register back, spread. With an
-    operator token set, only the operator gets here, and is not held to the client quota."""
+    """`{"nodes": url}` or `{"nodes": [urls]}`: handshake, add, register back, spread."""
     settings = request.app[SETTINGS]
     require_operator(request, settings)
     body = await read_json_object(request)
     if "nodes" not in body:
         raise ServiceError(400, "missing-field", "Error: Please supply a valid list of nodes")
     network = request.app[NETWORK]
-    client = None if settings.operator_token else client_key(request)
-    outcome = await network.register(body["nodes"], client)
+    counted = not settings.operator_token  # with a token, only the operator gets here
+    outcome = await network.register(body["nodes"], client_key(request), counted=counted)
     message = "New nodes have been added" if outcome.added else "Already Registered Node"
     return web.json_response(
         {

@@ -364,6 +364,21 @@ async def test_the_registration_quota_stops_a_flood(
     assert len(body["rejected"]) == len(stubs) - 1 - 31
 
 
+async def test_the_operator_is_not_held_to_the_quota(
+    start_node: StartNode, http: aiohttp.ClientSession
+) -> None:
+    """With an operator token set only the operator can register, and its registrations are not
+    counted: 40 new URLs are each tried (400 peer-unreachable), none refused 429."""
+    node = await start_node(operator_token="s3cret")
+    bearer = {"Authorization": "Bearer s3cret"}
+    for _ in range(40):
+        url = f"http://127.0.0.1:{free_port()}"
+        async with http.post(
+            f"{node.url}/nodes/register", json={"nodes": url}, headers=bearer
+        ) as resp:
+            assert (resp.status, (await resp.json())["reason"]) == (400, "peer-unreachable")
+
+
 async def test_nine_nodes_registering_as_pybtc_up_does_never_meet_the_quota(
     tmp_path: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
