@@ -222,7 +222,7 @@ def test_an_old_peers_table_is_migrated_and_cleaned(tmp_path: Path) -> None:
 
 ATTACKER = "198.51.100.66"
 HONEST = "203.0.113.5"
-BOOK_SETTINGS: dict[str, Any] = {"trusted_proxies": "127.0.0.1"}
+BOOK_SETTINGS: dict[str, Any] = {"trusted_proxies": "127.0.0.1", "peer_timeout": 3.0}
 
 
 async def register_as(
@@ -340,9 +340,10 @@ async def test_the_registration_quota_stops_a_flood(
     """With the default quota (bursts of 32 new URLs), one client (loopback, as in the attack)
     registering 71 new URLs one by one is answered 429 `register-rate-limited` with Retry-After
     from the 33rd on, and its URLs are not contacted; another client is not held back."""
-    node = await start_node(trusted_proxies="127.0.0.1")
-    closed = [f"http://127.0.0.1:{free_port()}" for _ in range(32)]
+    # 31 handshakes at once below: a generous timeout, the machine may be busy
+    node = await start_node(trusted_proxies="127.0.0.1", peer_timeout=10.0)
     stubs = [await start_stub(StubPeer()) for _ in range(39)]
+    closed = [f"http://127.0.0.1:{free_port()}" for _ in range(32)]  # the stubs' are taken
     answers = [await register_as(http, node, url) for url in closed + [s.url for s in stubs]]
     statuses = [a[0] for a in answers]
     assert statuses[:32] == [400] * 32, statuses
@@ -359,9 +360,9 @@ async def test_the_registration_quota_stops_a_flood(
     # A batch holding more new URLs than are left: those past the quota are rejected by name.
     status, body, _ = await register_as(http, node, [s.url for s in stubs[1:]], HONEST)
     assert status == 201, body
-    assert len(body["added"]) == 31
-    assert {r["reason"] for r in body["rejected"]} == {"register-rate-limited"}
-    assert len(body["rejected"]) == len(stubs) - 1 - 31
+    assert 31 <= len(body["added"]) <= 32, body  # 31 left, and one more every 10 s
+    assert {r["reason"] for r in body["rejected"]} == {"register-rate-limited"}, body
+    assert len(body["added"]) + len(body["rejected"]) == len(stubs) - 1
 
 
 async def test_the_operator_is_not_held_to_the_quota(
@@ -385,8 +386,9 @@ async def test_nine_nodes_registering_as_pybtc_up_does_never_meet_the_quota(
     """Nine ledgers on loopback, each configured with the first (as `pybtc up --nodes 9` runs
     them), with the default quota: registration, register-back and passing-on make every node
     a peer of every other, and no registration is refused 429."""
-    first = LedgerNode(tmp_path / "n0", **NODE_SETTINGS)
-    others = [LedgerNode(tmp_path / f"n{k}", **NODE_SETTINGS, peers=first.url) for k in range(1, 9)]
+    settings = NODE_SETTINGS | {"peer_timeout": 5.0}  # the machine may be busy
+    first = LedgerNode(tmp_path / "n0", **settings)
+    others = [LedgerNode(tmp_path / f"n{k}", **settings, peers=first.url) for k in range(1, 9)]
     nodes = [first, *others]
     with caplog.at_level(logging.INFO, logger="services.node.network"):
         try:
@@ -403,7 +405,7 @@ async def test_nine_nodes_registering_as_pybtc_up_does_never_meet_the_quota(
         finally:
             for each in nodes:
                 await each.stop()
-    refused = [r.getMessage() for r in caplog.records if "429" in r.getMessage()]
+    refused = [r.getMessage() for r in caplog.records if "HTTP 429" in r.getMessage()]
     assert refused == []
 
 
