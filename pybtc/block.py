@@ -146,6 +146,18 @@ class Block:
         return cls(header, txs)
 
 
+def header_of_block(data: object) -> BlockHeader:
+    """The header of a block's JSON form, decoded as `Block.from_dict` decodes it (the block's
+    keys, the header's fields, a given `hash`) but leaving the transactions undecoded: a node
+    checks the header before it spends anything on them (docs/protocol.md §7.7)."""
+    if not isinstance(data, Mapping):
+        raise DecodeError(Reason.BAD_TYPE, "a block must be a JSON object")
+    check_keys("block", data, required=(*HEADER_FIELDS, "transactions"), optional=("hash",))
+    header = BlockHeader(**{name: data[name] for name in HEADER_FIELDS})
+    _check_given_hash(data, header.hash)
+    return header
+
+
 def _check_given_hash(data: Mapping[str, Any], computed: str) -> None:
     """Rule `bad-block-hash`: a `hash` sent along must be the hash of the header sent."""
     if "hash" in data and data["hash"] != computed:

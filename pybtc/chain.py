@@ -21,7 +21,14 @@ from pybtc.params import ChainParams
 from pybtc.pow import block_work
 from pybtc.state import BlockUndo, connect_block, disconnect_block
 from pybtc.transaction import Transaction
-from pybtc.validation import Account, validate_block, validate_block_context, validate_genesis
+from pybtc.validation import (
+    Account,
+    check_transaction_count,
+    validate_block_body,
+    validate_block_context,
+    validate_genesis,
+    validate_header,
+)
 
 
 @dataclass
@@ -185,14 +192,18 @@ class MemoryChain:
             raise ChainError(Reason.DUPLICATE_BLOCK, "block is known already")
         if block.index == 1:
             validate_genesis(block, self.params)
+        # Cheapest first (docs/protocol.md §7.7): the header, then its parent, and only then
+        # the transactions, whose signatures are most of what a block costs to check.
+        check_transaction_count(len(block.transactions), self.params)
+        validate_header(block.header, self.params)
         parent = self._entries.get(block.previous_hash)
         if parent is None:
             raise ChainError(Reason.UNKNOWN_PARENT, "previous_hash names no known block")
         if parent.invalid is not None:
             raise ChainError(Reason.INVALID_ANCESTOR, "block builds on an invalid block")
-        validate_block(block, self.params)
         ancestor = self.ancestor_lookup(parent.block.hash)
         validate_block_context(block.header, parent.block.header, ancestor, self.params, now)
+        validate_block_body(block, self.params)
         entry = _Entry(block, parent.chain_work + block_work(block.header.bits))
         self._entries[block.hash] = entry
         if not prefers(entry.chain_work, self.chain_work):

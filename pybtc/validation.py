@@ -6,8 +6,10 @@ Four levels, cheapest first (docs/protocol.md §7):
   its sender names, for this network, with sane amounts.
 - `validate_transaction_state`: the same against the sender's account: the next nonce, enough
   balance for amount + fee.
-- `validate_block`: a block on its own: proof of work, Merkle root, one coinbase first, no
-  duplicate transactions, size, and every transaction's stateless rules.
+- `validate_block`: a block on its own: size, proof of work, Merkle root, one coinbase first,
+  no duplicate transactions, and every transaction's stateless rules; in parts
+  (`check_transaction_count`, `validate_header`, `validate_block_body`) so that a node can run
+  the cheap ones, and the rules against the parent, before the costly body (§7.7).
 - `validate_block_context`: a header against its parent and ancestors: height, link,
   difficulty, median-time-past, future time.
 
@@ -118,15 +120,27 @@ def validate_header(header: BlockHeader, params: ChainParams) -> None:
 
 
 def validate_block(block: Block, params: ChainParams) -> None:
-    """Stateless rules of a whole block, cheapest first."""
-    txs = block.transactions
-    if not txs:
+    """Stateless rules of a whole block, in the order of docs/protocol.md §7.4."""
+    check_transaction_count(len(block.transactions), params)
+    validate_header(block.header, params)
+    validate_block_body(block, params)
+
+
+def check_transaction_count(count: int, params: ChainParams) -> None:
+    """Rules `no-transactions` / `block-too-large` (§7.4 steps 1–2): told by the count alone, so
+    a node can apply them before it decodes a single transaction."""
+    if not count:
         raise BlockError(Reason.NO_TRANSACTIONS, "a block holds at least its coinbase")
-    if len(txs) > params.max_block_transactions:
+    if count > params.max_block_transactions:
         raise BlockError(
             Reason.BLOCK_TOO_LARGE, f"more than {params.max_block_transactions} transactions"
         )
-    validate_header(block.header, params)
+
+
+def validate_block_body(block: Block, params: ChainParams) -> None:
+    """§7.4 steps 5–8: the transactions against the header's Merkle root, then each on its own.
+    The costly part of a block (a signature per transaction), so it runs last (§7.7)."""
+    txs = block.transactions
     txids = [tx.txid for tx in txs]
     if merkle_root(txids) != block.header.merkle_root:
         raise BlockError(Reason.BAD_MERKLE_ROOT, "merkle_root does not match the transactions")
@@ -139,7 +153,7 @@ def validate_block(block: Block, params: ChainParams) -> None:
         validate_transaction(tx, params)
 
 
-def validate_genesis(block: Block, params: ChainParams) -> None:
+def validate_genesis(block: Block | BlockHeader, params: ChainParams) -> None:
     """Rule `bad-genesis`: block 1 is this network's fixed genesis, nothing else."""
     if block.hash != params.genesis.hash:
         raise BlockError(Reason.BAD_GENESIS, f"not the {params.name} genesis block")

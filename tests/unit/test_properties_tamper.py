@@ -370,7 +370,9 @@ def remined_changes(draw: st.DrawFn) -> Change:
     field = draw(st.sampled_from(["index", "timestamp", "previous_hash", "merkle_root", "bits"]))
     if field == "index":
         value = draw(st.integers(1, U64_MAX).filter(lambda v: v != block.index))
-        reason = Reason.BAD_GENESIS if value == 1 else Reason.BAD_COINBASE
+        # The coinbase's nonce no longer matches either, but the header's rules against its
+        # parent run before the transactions are checked (docs/protocol.md §7.7).
+        reason = Reason.BAD_GENESIS if value == 1 else Reason.BAD_INDEX
     elif field == "timestamp":
         mtp = median_time_past(fresh_chain())
         late = NOW + REGTEST.max_future_block_time + 1
@@ -438,12 +440,12 @@ def changes_keeping_the_pow(draw: st.DrawFn) -> Change:
     reason: Reason | None
     if field == "index" and value == 1:
         reason = Reason.BAD_GENESIS
-    elif field == "previous_hash":
-        reason = Reason.UNKNOWN_PARENT
     elif target is None:
         reason = Reason.BAD_BITS
-    elif not meets:
+    elif not meets:  # the header's own rules come before its parent is looked up (§7.7)
         reason = Reason.BAD_POW
+    elif field == "previous_hash":
+        reason = Reason.UNKNOWN_PARENT
     else:
         mtp, late = median_time_past(fresh_chain()), NOW + REGTEST.max_future_block_time
         if field == "timestamp":
@@ -453,7 +455,7 @@ def changes_keeping_the_pow(draw: st.DrawFn) -> Change:
             )
         else:
             reason = {
-                "index": Reason.BAD_COINBASE,
+                "index": Reason.BAD_INDEX,  # the parent's rules before the coinbase's
                 "merkle_root": Reason.BAD_MERKLE_ROOT,
                 "bits": Reason.BAD_DIFFICULTY,
                 "nonce": None,
