@@ -45,9 +45,10 @@ class TokenBuckets:
         self.max_keys = max_keys
         self.buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def take(self, key: str, cost: float = 1.0) -> float:
+    def take(self, key: str, cost: float = 1.0, *, peek: bool = False, debt: bool = False) -> float:
         """Take `cost` tokens from `key`'s bucket: 0.0 if taken, else the seconds until they
-        would be there (nothing is taken then). A rate of 0 never refuses."""
+        would be there (nothing is taken then). A rate of 0 never refuses. With `peek`, only
+        tell: nothing is taken either way; with `debt`, take them anyway, below zero."""
         if not self.rate:
             return 0.0
         now = self.clock()
@@ -60,8 +61,12 @@ class TokenBuckets:
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.seen) * self.rate)
         bucket.seen = now
         if bucket.tokens < cost:
-            return (cost - bucket.tokens) / self.rate
-        bucket.tokens -= cost
+            wait = (cost - bucket.tokens) / self.rate
+            if debt:
+                bucket.tokens -= cost
+            return wait
+        if not peek:
+            bucket.tokens -= cost
         return 0.0
 
 
@@ -90,7 +95,19 @@ class ClientQuota:
 
     def take(self, client: str, cost: float = 1.0) -> None:
         """Count `cost` of the action for `client`; ServiceError 429 past the quota."""
-        wait = self.buckets.take(client, cost)
+        self._refuse_after(self.buckets.take(client, cost))
+
+    def check(self, client: str, cost: float = 1.0) -> None:
+        """ServiceError 429 unless `client` has `cost` left; nothing is counted. For actions
+        known to be costly only once done (a refused block): `check` first, `charge` after."""
+        self._refuse_after(self.buckets.take(client, cost, peek=True))
+
+    def charge(self, client: str, cost: float = 1.0) -> None:
+        """Count `cost` for `client` even past the quota (into debt, which `check` then
+        refuses until it is paid back at `rate`)."""
+        self.buckets.take(client, cost, debt=True)
+
+    def _refuse_after(self, wait: float) -> None:
         if wait:
             seconds = max(1, math.ceil(wait))
             rate, burst = self.buckets.rate, self.buckets.burst

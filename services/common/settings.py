@@ -67,6 +67,11 @@ class Settings:
     """Comma-separated host names (or addresses) the services answer to besides their listen
     address, localhost, 127.0.0.1, [::1] and the hosts of the node's URLs; any other Host
     header is refused (a DNS-rebinding page)."""
+    bad_blocks_per_minute: int = 30
+    """Refused blocks one client may POST to /mining/submit a minute on average, each counting
+    1 plus 1 per 100 kB (0: no limit); past it, 429 `too-many-bad-blocks`. Loopback too."""
+    bad_block_burst: int = 20
+    """Refused blocks (counted as for `bad_blocks_per_minute`) one client may send at once."""
     operator_token: str = ""
     """When set, GET /mine, POST /nodes/register and the faucet need
     `Authorization: Bearer <token>` (a public node sets one)."""

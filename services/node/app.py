@@ -12,11 +12,21 @@ from prometheus_client import Gauge
 from services.common.bus import Bus
 from services.common.limits import LIMITS, ClientLimits
 from services.common.origins import BrowserGuard
+from services.common.quota import ClientQuota
 from services.common.settings import Settings
 from services.common.tasks import TASKS, add_tasks, tasks_check
 from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
 from services.node.announce import Announcer
-from services.node.keys import ANNOUNCER, BUS, CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
+from services.node.keys import (
+    ANNOUNCER,
+    BAD_BLOCKS,
+    BUS,
+    CLOCK,
+    LEDGER,
+    MINE_DESK,
+    NETWORK,
+    SETTINGS,
+)
 from services.node.ledger import Ledger, MempoolPolicy
 from services.node.mine import MineDesk
 from services.node.network import Network
@@ -41,6 +51,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[LIMITS] = limits
     app[SETTINGS] = settings
     app[CLOCK] = clock
+    app[BAD_BLOCKS] = ClientQuota(
+        "refused blocks",
+        settings.bad_blocks_per_minute / 60,
+        settings.bad_block_burst,
+        reason="too-many-bad-blocks",
+        setting="PYBTC_BAD_BLOCKS_PER_MINUTE",
+    )
     app[ANNOUNCER] = Announcer(settings.ledger_public_url)
     add_tasks(app, "ledger", metrics)
     app.cleanup_ctx.append(_ledger_ctx)

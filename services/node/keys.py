@@ -7,6 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from services.common.bus import Bus
+from services.common.quota import ClientQuota
 from services.common.settings import Settings
 from services.node.announce import Announcer
 from services.node.ledger import Ledger
@@ -20,3 +21,5 @@ CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 BUS: web.AppKey[Bus | None] = web.AppKey("bus")
 NETWORK = web.AppKey("network", Network)
 MINE_DESK = web.AppKey("mine_desk", MineDesk)
+BAD_BLOCKS = web.AppKey("bad_blocks", ClientQuota)
+"""Refused /mining/submit blocks per client (PYBTC_BAD_BLOCKS_PER_MINUTE)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,18 +41,26 @@ from pybtc.errors import ChainError
 from pybtc.mining import build_block
 from pybtc.pow import bits_to_target, block_work
 from pybtc.validation import (
-    validate_block,
+    check_transaction_count,
+    validate_block_body,
     validate_block_context,
     validate_genesis,
+    validate_header,
     validate_transaction,
 )
 from services.common.web import ServiceError
+from services.node.refusals import RefusedBlocks
 from services.node.store import Store
 
 logger = logging.getLogger(__name__)
 
 FATES_KEPT = 10_000
 """How many re-queued or dropped transactions GET /tx/{txid} can still tell about."""
+PRUNE_DEPTH = 100
+"""Side branches forking more than this many blocks below the tip are deleted. A reorg that
+deep needs a sync (which fetches the branch again), never the stored copy."""
+PRUNE_GRACE = 600
+"""Seconds a side block is kept whatever its depth: a sync may be fetching its branch."""
 
 
 @dataclass(frozen=True)
@@ -119,11 +128,18 @@ class Ledger:
         policy: MempoolPolicy,
         *,
         rejection_log_size: int = 1_000,
+        prune_depth: int = PRUNE_DEPTH,
+        prune_grace: int = PRUNE_GRACE,
     ) -> None:
         self.store = store
         self.params = params
         self.policy = policy
         self.rejection_log_size = rejection_log_size
+        self.prune_depth = prune_depth
+        self.prune_grace = prune_grace
+        self.refused = RefusedBlocks()
+        self.checks: Counter[str] = Counter()
+        """Blocks that reached the header rules and the transaction rules (`header`, `body`)."""
         self._init_genesis()
         self._resume()
 
@@ -197,32 +213,104 @@ class Ledger:
         return lookup
 
     # -- blocks ------------------------------------------------------------------------------
-    def submit_block(self, block: Block, now: int) -> BlockResult:
-        """Validate and store a block; move the tip if its branch has the most work."""
-        meta = self.store.block_meta(block.hash)
+    def check_header(
+        self, header: BlockHeader, tx_count: int, now: int, *, requested: bool = False
+    ) -> int:
+        """The cheap rules of a block, before any of its transactions is looked at: known or
+        refused already, its transaction count, its own proof of work, its parent, its rules
+        against the parent, and (unless a sync asked for it) enough work to be worth storing.
+        Returns the chain work the block would have; raises what refuses it."""
+        try:
+            return self._check_header(header, tx_count, now, requested)
+        except ValidationError as exc:
+            self.refused.remember(header.hash, exc)
+            raise
+
+    def _check_header(self, header: BlockHeader, tx_count: int, now: int, requested: bool) -> int:
+        self.refused.check(header.hash)
+        meta = self.store.block_meta(header.hash)
         if meta is not None:
             if meta[2] is not None:
                 raise ChainError(Reason(meta[2]), "block is known to be invalid")
             raise ChainError(Reason.DUPLICATE_BLOCK, "block is known already")
-        if block.index == 1:
-            validate_genesis(block, self.params)
-        parent_meta = self.store.block_meta(block.previous_hash)
+        self.checks["header"] += 1
+        if header.index == 1:
+            validate_genesis(header, self.params)
+        check_transaction_count(tx_count, self.params)
+        validate_header(header, self.params)
+        parent_meta = self.store.block_meta(header.previous_hash)
         if parent_meta is None:
             raise ChainError(Reason.UNKNOWN_PARENT, "previous_hash names no known block")
         if parent_meta[2] is not None:
             raise ChainError(Reason.INVALID_ANCESTOR, "block builds on an invalid block")
-        validate_block(block, self.params)
-        parent = self.store.get_header(block.previous_hash)
+        parent = self.store.get_header(header.previous_hash)
         assert parent is not None
-        validate_block_context(
-            block.header, parent, self.ancestor_lookup(parent.hash), self.params, now
-        )
-        work = parent_meta[1] + block_work(block.header.bits)
+        validate_block_context(header, parent, self.ancestor_lookup(parent.hash), self.params, now)
+        work = parent_meta[1] + block_work(header.bits)
+        if not requested and work < self.chain_work():
+            # Like Bitcoin Core: a block nobody asked for, on a branch with less work than the
+            # tip, is not worth the disk (anyone can make such blocks cheaply low in the
+            # chain). A sync asks for such blocks once headers proved their branch is better.
+            raise ServiceError(
+                409,
+                "low-work",
+                f"the block's branch has less work than the tip (height {self.height}): not stored",
+            )
+        return work
+
+    def submit_block(self, block: Block, now: int, *, requested: bool = False) -> BlockResult:
+        """Validate and store a block; move the tip if its branch has the most work.
+
+        Cheapest first (docs/protocol.md §7.7): `check_header`, then the transactions. A block
+        that a sync asked for (`requested`) is stored even while its branch has less work than
+        the tip; any other is refused `low-work` then (409)."""
+        work = self.check_header(block.header, len(block.transactions), now, requested=requested)
+        self.checks["body"] += 1
+        try:
+            validate_block_body(block, self.params)
+        except ValidationError as exc:
+            self.refused.remember(block.hash, exc)
+            raise
         with self.store.transaction():
             self.store.insert_block(block, work, now)
+            if block.index < self._pruned_below():  # a sync's deep branch: prune it later
+                self.store.set_meta("pruned_below", str(block.index))
         if not prefers(work, self.chain_work()):
             return BlockResult(block, None)
-        return BlockResult(block, self._reorganize(block.hash, now, block))
+        change = self._reorganize(block.hash, now, block)
+        self.prune_side_branches(now)
+        return BlockResult(block, change)
+
+    # -- side branches -----------------------------------------------------------------------
+    def _pruned_below(self) -> int:
+        """Below this height no side block is stored but those too recent to prune."""
+        return int(self.store.get_meta("pruned_below") or "1")
+
+    def prune_side_branches(self, now: int) -> int:
+        """Delete the side branches that fork more than `prune_depth` blocks below the tip,
+        each with all its descendants, unless a block of it arrived in the last `prune_grace`
+        seconds (a sync may be fetching it). Never touches the main chain or its undo data.
+        Scans only the heights that passed below the limit since the last call."""
+        cutoff = self.height - self.prune_depth
+        low = self._pruned_below()
+        if cutoff <= low:
+            return 0
+        deleted: list[str] = []
+        keep_from = cutoff
+        with self.store.transaction():
+            for block_hash, height in self.store.side_blocks(low, cutoff):
+                subtree = self.store.subtree(block_hash)  # empty: deleted with an ancestor
+                if any(main for _, _, main in subtree):  # pragma: no cover - side blocks'
+                    continue  # descendants are side blocks; never risk the main chain
+                if any(at > now - self.prune_grace for _, at, _ in subtree):
+                    keep_from = min(keep_from, height)
+                    continue
+                self.store.delete_blocks([h for h, _, _ in subtree])
+                deleted.extend(h for h, _, _ in subtree)
+            self.store.set_meta("pruned_below", str(keep_from))
+        if deleted:
+            logger.info("side blocks pruned count=%d below_height=%d", len(deleted), cutoff)
+        return len(deleted)
 
     def _reorganize(self, new_tip: str, now: int, known: Block | None = None) -> TipChange:
         """Move the tip to `new_tip`; `known` is a block in hand (not read back from the store)."""
@@ -271,6 +359,7 @@ class Ledger:
         except _BadBranchError as bad:
             with self.store.transaction():
                 self._mark_invalid(bad.block_hash, bad.error.reason)
+            self.refused.remember(bad.block_hash, bad.error)
             raise bad.error from None
         if change.is_reorg:
             logger.warning(

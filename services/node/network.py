@@ -386,6 +386,9 @@ class Network:
                     int(self.clock()), "block", block.hash, str(exc.reason), exc.message, url
                 )
             return
+        except ServiceError as exc:  # low-work: a stale block, not worth storing
+            logger.debug("gossiped block not stored hash=%s reason=%s", block.hash[:16], exc.reason)
+            return
         await self.block_accepted(result, source=url)
 
     # -- catch-up and consensus ------------------------------------------------------------

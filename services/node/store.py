@@ -266,6 +266,34 @@ class Store:
             json.loads(r[0]) | {"invalid_reason": r[1], "in_best_chain": bool(r[2])} for r in rows
         ]
 
+    def side_blocks(self, low: int, high: int) -> list[tuple[str, int]]:
+        """(hash, height) of the blocks off the main chain with low <= height < high."""
+        rows = self.db.execute(
+            "SELECT b.hash, b.height FROM blocks b WHERE b.height >= ? AND b.height < ? "
+            "AND NOT EXISTS (SELECT 1 FROM main_chain m WHERE m.height = b.height "
+            "AND m.hash = b.hash) ORDER BY b.height",
+            (low, high),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def subtree(self, block_hash: str) -> list[tuple[str, int, bool]]:
+        """(hash, received_at, on the main chain) of a stored block and all its descendants."""
+        rows = self.db.execute(
+            "WITH RECURSIVE t(hash) AS (SELECT ? UNION SELECT b.hash FROM blocks b "
+            "JOIN t ON b.previous_hash = t.hash) "
+            "SELECT b.hash, b.received_at, m.hash IS NOT NULL FROM t JOIN blocks b USING (hash) "
+            "LEFT JOIN main_chain m ON m.hash = b.hash",
+            (block_hash,),
+        )
+        return [(r[0], r[1], bool(r[2])) for r in rows]
+
+    def delete_blocks(self, hashes: list[str]) -> None:
+        """Forget blocks off the main chain (their rows and any undo record)."""
+        for block_hash in hashes:
+            self.db.execute("DELETE FROM blocks WHERE hash = ?", (block_hash,))
+            self.db.execute("DELETE FROM undo WHERE block_hash = ?", (block_hash,))
+            self._headers.pop(block_hash, None)
+
     def block_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])
 

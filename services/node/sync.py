@@ -127,7 +127,7 @@ class Syncer:
 
     def _submit(self, url: str, block: Block) -> BlockResult:
         try:
-            return self.ledger.submit_block(block, int(self.clock()))
+            return self.ledger.submit_block(block, int(self.clock()), requested=True)
         except ValidationError as exc:
             if exc.reason is Reason.DUPLICATE_BLOCK:
                 return BlockResult(block, None)

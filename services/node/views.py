@@ -14,10 +14,11 @@ from typing import Any
 from aiohttp import web
 
 from pybtc import Block, Transaction, ValidationError, decode_address, format_amount
+from pybtc.block import header_of_block
 from pybtc.encoding import check_hex
 from services.common.limits import client_key, require_operator
 from services.common.web import ServiceError, parse_json, query_int, read_json_object
-from services.node.keys import CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
+from services.node.keys import BAD_BLOCKS, CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
 from services.node.ledger import Ledger
 from services.node.peer_client import PeerError
 from services.node.peers import normalize_peer_url
@@ -26,6 +27,12 @@ logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 MAX_PAGE = 500
+UNCOUNTED_REFUSALS = frozenset({"duplicate-block", "low-work"})
+"""Refused blocks that an honest miner sends too (a retry, a block the chain outran), answered
+before any transaction is decoded: not counted against the client."""
+COST_BYTES = 100_000
+"""A refused block counts 1 against its client, plus 1 for each whole this many bytes of it
+(unless it was answered from the memory of refusals, which costs next to nothing)."""
 
 
 def _ledger(request: web.Request) -> Ledger:
@@ -477,14 +484,30 @@ async def mining_template(request: web.Request) -> web.Response:
 
 @routes.post("/mining/submit")
 async def mining_submit(request: web.Request) -> web.Response:
-    """A solved block: validated, stored, connected if it has the most work, announced."""
+    """A solved block: validated, stored, connected if it has the most work, announced.
+
+    The header is checked before the transactions are even decoded, and a client whose blocks
+    keep being refused is answered 429 `too-many-bad-blocks` for a while (see BAD_BLOCKS)."""
+    quota = request.app[BAD_BLOCKS]
+    client = client_key(request)
+    quota.check(client)
+    ledger, now = _ledger(request), _now(request)
+    remembered = ledger.refused.hits
     body: dict[str, Any] = {}
+    size = request.content_length or 0
     try:
         body = await read_json_object(request)
+        size = len(await request.read())  # read already: the same bytes again
+        raw_txs = body.get("transactions")
+        if isinstance(raw_txs, list):  # else from_dict says what is wrong with it
+            ledger.check_header(header_of_block(body), len(raw_txs), now)
         block = Block.from_dict(body)
-        result = _ledger(request).submit_block(block, _now(request))
+        result = ledger.submit_block(block, now)
     except (ValidationError, ServiceError) as exc:
         _log_rejection(request, "block", _object_id(body, "hash"), exc)
+        if exc.reason not in UNCOUNTED_REFUSALS:  # one answered from memory costs 1
+            fresh = ledger.refused.hits == remembered
+            quota.charge(client, 1 + (size // COST_BYTES if fresh else 0))
         raise
     await request.app[NETWORK].block_accepted(result)
     change = result.tip_change
