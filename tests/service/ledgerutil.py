@@ -96,3 +96,23 @@ class LedgerNode:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+
+async def sync_rival(http: Any, base: str, branch: list[Block]) -> None:
+    """Hand the ledger at `base` a rival branch the way one reaches a node: a peer (a stub
+    serving the ledger's own chain up to the fork, then `branch`) announces its tip with
+    `/nodes/resolve`, and the ledger syncs from it. A weaker branch's blocks POSTed to
+    /mining/submit one by one would not be stored (409 `low-work`)."""
+    from tests.service.stubpeers import StubPeer
+
+    fork = branch[0].index - 1
+    async with http.get(f"{base}/chain", params={"limit": str(fork)}) as resp:
+        ours = [Block.from_dict(b) for b in (await resp.json())["chain"]]
+    stub = await StubPeer([*ours, *branch], armed=True).start()
+    try:
+        async with http.post(f"{base}/nodes/resolve", json={"miner_node": stub.url}) as resp:
+            answer = await resp.json()
+            assert resp.status == 200, answer
+            assert "peer_error" not in answer, answer
+    finally:
+        await stub.stop()

@@ -19,7 +19,7 @@ from pybtc.mining import mine_block
 from services.common.settings import Settings
 from services.explorer.app import create_app
 from tests.chainutil import branch, child_block, test_key
-from tests.service.ledgerutil import LedgerNode
+from tests.service.ledgerutil import LedgerNode, sync_rival
 
 
 class World:
@@ -182,7 +182,7 @@ async def test_forks_page_draws_stale_branches_and_lists_reorgs(world: World) ->
     assert "No reorg yet" in quiet
     rival = branch(world.blocks[0].header, 3, miner=test_key(5).address)  # from height 2
     async with aiohttp.ClientSession() as http:
-        await world.submit(http, rival)
+        await sync_rival(http, world.node.url, rival)
     page = await _page(world.client, "/forks")
     assert 'id="reorgs"' in page
     for stale in world.blocks[1:]:  # the old branch is drawn, as stale blocks

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pybtc import COIN, REGTEST, Block, Transaction
 from services.node.app import create_app
 from tests.chainutil import branch, child_block, test_key
-from tests.service.ledgerutil import ledger_settings, mine, send
+from tests.service.ledgerutil import ledger_settings, mine, send, sync_rival
 
 MINER, ALICE, BOB = (test_key(i) for i in range(3))
 
@@ -137,9 +137,7 @@ async def test_history_counts_follow_connects_reorgs_and_an_old_database(
     assert status == 201
     await mine(client, MINER.address)
     fork = Block.from_dict((await (await client.get("/blocks/height/3")).json())["block"])
-    for block in branch(fork.header, 3, miner=BOB.address):
-        resp = await client.post("/mining/submit", json=block.to_dict())
-        assert resp.status == 201, await resp.text()
+    await sync_rival(client, "", branch(fork.header, 3, miner=BOB.address))
     assert (await (await client.get("/reorgs")).json())["reorgs"]
 
     async def counts() -> dict[str, tuple[int, int]]:
