@@ -2,7 +2,10 @@
 
 Synchronous and single-writer: the HTTP handlers call it from the event loop, one call at a
 time, and each call is one SQLite transaction. Consensus comes from `pybtc` (validation,
-`connect_block`, `reorg_path`, `prefers`); the mempool's relay policy lives here:
+`connect_block`, `reorg_path`, `prefers`). A block is checked cheapest first (`check_header`,
+then its transactions); refusals the hash settles are remembered (`services.node.refusals`);
+a block nobody asked for on a branch weaker than the tip is not stored (409 `low-work`); deep
+side branches are pruned (`services.node.sidebranches`). The mempool's relay policy:
 
 - a transaction must pass every stateless rule, pay at least `min_fee`, carry its sender's next
   nonce counting pending transactions, and be covered by the balance left after the sender's
@@ -50,17 +53,13 @@ from pybtc.validation import (
 )
 from services.common.web import ServiceError
 from services.node.refusals import RefusedBlocks
+from services.node.sidebranches import PRUNE_DEPTH, PRUNE_GRACE, note_stored, prune
 from services.node.store import Store
 
 logger = logging.getLogger(__name__)
 
 FATES_KEPT = 10_000
 """How many re-queued or dropped transactions GET /tx/{txid} can still tell about."""
-PRUNE_DEPTH = 100
-"""Side branches forking more than this many blocks below the tip are deleted. A reorg that
-deep needs a sync (which fetches the branch again), never the stored copy."""
-PRUNE_GRACE = 600
-"""Seconds a side block is kept whatever its depth: a sync may be fetching its branch."""
 
 
 @dataclass(frozen=True)
@@ -273,44 +272,17 @@ class Ledger:
             raise
         with self.store.transaction():
             self.store.insert_block(block, work, now)
-            if block.index < self._pruned_below():  # a sync's deep branch: prune it later
-                self.store.set_meta("pruned_below", str(block.index))
+            note_stored(self.store, block.index)
         if not prefers(work, self.chain_work()):
             return BlockResult(block, None)
         change = self._reorganize(block.hash, now, block)
         self.prune_side_branches(now)
         return BlockResult(block, change)
 
-    # -- side branches -----------------------------------------------------------------------
-    def _pruned_below(self) -> int:
-        """Below this height no side block is stored but those too recent to prune."""
-        return int(self.store.get_meta("pruned_below") or "1")
-
     def prune_side_branches(self, now: int) -> int:
-        """Delete the side branches that fork more than `prune_depth` blocks below the tip,
-        each with all its descendants, unless a block of it arrived in the last `prune_grace`
-        seconds (a sync may be fetching it). Never touches the main chain or its undo data.
-        Scans only the heights that passed below the limit since the last call."""
-        cutoff = self.height - self.prune_depth
-        low = self._pruned_below()
-        if cutoff <= low:
-            return 0
-        deleted: list[str] = []
-        keep_from = cutoff
-        with self.store.transaction():
-            for block_hash, height in self.store.side_blocks(low, cutoff):
-                subtree = self.store.subtree(block_hash)  # empty: deleted with an ancestor
-                if any(main for _, _, main in subtree):  # pragma: no cover - side blocks'
-                    continue  # descendants are side blocks; never risk the main chain
-                if any(at > now - self.prune_grace for _, at, _ in subtree):
-                    keep_from = min(keep_from, height)
-                    continue
-                self.store.delete_blocks([h for h, _, _ in subtree])
-                deleted.extend(h for h, _, _ in subtree)
-            self.store.set_meta("pruned_below", str(keep_from))
-        if deleted:
-            logger.info("side blocks pruned count=%d below_height=%d", len(deleted), cutoff)
-        return len(deleted)
+        """Delete the side branches that fork more than `prune_depth` below the tip (see
+        `services.node.sidebranches`); how many blocks went."""
+        return prune(self.store, self.height, now, self.prune_depth, self.prune_grace)
 
     def _reorganize(self, new_tip: str, now: int, known: Block | None = None) -> TipChange:
         """Move the tip to `new_tip`; `known` is a block in hand (not read back from the store)."""
