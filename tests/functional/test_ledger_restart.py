@@ -266,10 +266,14 @@ class Burst:
         async with self.session.request(method, path, json=body) as response:
             return response.status, await response.json()
 
-    async def submit(self, block: Block) -> None:
+    async def submit(self, block: Block) -> bool:
+        """True if stored; False if the chain outran it (409 `low-work`: not stored)."""
         status, body = await self.call("POST", "/mining/submit", block.to_dict())
+        if status == 409 and body.get("reason") == "low-work":
+            return False
         assert status == 201, body
         self.tally.blocks.add(block.hash)
+        return True
 
     async def miner(self) -> None:
         """Template, solve, submit, forever; two of these race, so some blocks go stale."""
@@ -303,13 +307,16 @@ class Burst:
             await asyncio.sleep(self.rng.uniform(0.0, 0.02))
 
     async def forker(self) -> None:
-        """Empty blocks on the tip's parent or grandparent, one more than the branch they
-        race: a reorg (with transfers re-queued) unless a miner extends the tip first."""
+        """Two empty blocks on the tip's parent: a sibling of the tip (as much work: stored),
+        then one more: a reorg (with transfers re-queued) unless the miners extend the tip
+        first; the race is lost when the chain outran a block (409 `low-work`). A deeper fork
+        cannot be handed in through /mining/submit: its first block has less work than the
+        tip, and nobody asked for it."""
         while True:
             await asyncio.sleep(self.rng.uniform(0.03, 0.1))
             status, tip = await self.call("GET", "/status")
             assert status == 200, tip
-            depth = self.rng.choice((1, 2))
+            depth = 1
             if tip["height"] - depth < 2:
                 continue
             status, view = await self.call("GET", f"/blocks/height/{tip['height'] - depth}")
@@ -327,7 +334,8 @@ class Burst:
                 )
                 block = mine_block(template, start=self.rng.randrange(2**32))
                 assert block is not None
-                await self.submit(block)
+                if not await self.submit(block):
+                    break
                 parent = block.header
 
 
