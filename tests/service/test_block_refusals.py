@@ -9,6 +9,7 @@ The big block is the issue's: 1,999 signed transfers from keys that own nothing.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from pybtc import COIN, REGTEST, Block, BlockHeader, Transaction
 from pybtc.mining import build_block, mine_block
 from pybtc.pow import bits_to_target, hash_meets_target
+from services.common.bus import Bus, Kind
 from services.node.app import create_app
 from services.node.keys import LEDGER
 from services.node.ledger import Ledger
@@ -293,3 +295,29 @@ async def test_deep_side_branches_are_pruned_and_the_main_chain_kept(
     resp = await client.get("/blocks/tree", params={"from": 5, "to": 104})
     assert resp.status == 200
     assert len((await resp.json())["blocks"]) == 100  # main-chain blocks only now
+
+
+async def test_a_weak_block_gossiped_on_the_bus_is_not_stored(
+    ledger_client: TestClient, redis_url: str
+) -> None:
+    """A block announced on the bus is fetched from the announcer and submitted unrequested:
+    on a branch weaker than the tip it is not stored, and the listener carries on."""
+    await mine(ledger_client, MINER.address, 5)
+    ledger = ledger_of(ledger_client)
+    side = child_block(REGTEST.genesis.header, miner=test_key(7).address)
+    stub = await StubPeer([REGTEST.genesis, side], armed=True).start()
+    try:
+        async with Bus(redis_url, "regtest", "another-node/ledger") as bus:
+            await bus.publish(Kind.BLOCK, {"hash": side.hash, "url": stub.url})
+            for _ in range(100):
+                if stub.count("GET", f"/blocks/{side.hash}"):
+                    break
+                await asyncio.sleep(0.05)
+            assert stub.count("GET", f"/blocks/{side.hash}") == 1
+            await asyncio.sleep(0.2)  # the submission follows the fetch
+    finally:
+        await stub.stop()
+    assert ledger.store.block_meta(side.hash) is None
+    assert ledger.height == 6
+    after = child_block(await tip(ledger_client), miner=MINER.address)
+    assert (await post(ledger_client, after))[0] == 201  # still accepting
