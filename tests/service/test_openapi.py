@@ -126,7 +126,9 @@ def emitted_reason_codes() -> set[str]:
         ROOT / "services/common/origins.py",
     ]
     for source in ledger_sources:
-        codes |= set(re.findall(r'ServiceError\(\s*\d+,\s*"([a-z-]+)"', source.read_text()))
+        text = source.read_text()
+        codes |= set(re.findall(r'ServiceError\(\s*\d+,\s*"([a-z-]+)"', text))
+        codes |= set(re.findall(r'reason="([a-z-]+)"', text))  # a ClientQuota's 429
     return codes
 
 
