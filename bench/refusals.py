@@ -120,8 +120,39 @@ async def main() -> None:
                     cpus.append(cpu)
                     print(f"{name:34} {send:>4} {status:>6} {reason:18} {cpu:7.3f} {ms:7.1f}")
                 print(f"{name:34} median cpu {statistics.median(cpus):.3f} s, {len(raw):,} bytes")
+            await status_under_load(client, cases["big block, wrong height"])
         finally:
             await client.close()
+
+
+async def status_under_load(client: TestClient, block: Block, seconds: float = 5.0) -> None:
+    """`GET /status` every 0.1 s while four senders keep POSTing `block`."""
+    raw = json.dumps(block.to_dict()).encode()
+    headers = {"Content-Type": "application/json"}
+    stop = time.perf_counter() + seconds
+    sent = [0]
+
+    async def sender() -> None:
+        while time.perf_counter() < stop:
+            async with client.post("/mining/submit", data=raw, headers=headers) as resp:
+                await resp.read()
+            sent[0] += 1
+
+    async def probe() -> list[float]:
+        times = []
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            async with client.get("/status") as resp:
+                await resp.read()
+            times.append((time.perf_counter() - start) * 1000)
+            await asyncio.sleep(0.1)
+        return times
+
+    *_, times = await asyncio.gather(*(sender() for _ in range(4)), probe())
+    print(
+        f"/status under 4 senders of the wrong-height block: median {statistics.median(times):.0f}"
+        f" ms, max {max(times):.0f} ms ({len(times)} probes, {sent[0]} blocks refused)"
+    )
 
 
 if __name__ == "__main__":
