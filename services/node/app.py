@@ -31,7 +31,7 @@ from services.node.ledger import Ledger, MempoolPolicy
 from services.node.mine import MineDesk
 from services.node.network import Network
 from services.node.store import Store
-from services.node.views import routes
+from services.node.views import TOO_MANY_BAD_BLOCKS, routes
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         "refused blocks",
         settings.bad_blocks_per_minute / 60,
         settings.bad_block_burst,
-        reason="too-many-bad-blocks",
+        reason=TOO_MANY_BAD_BLOCKS,
         setting="PYBTC_BAD_BLOCKS_PER_MINUTE",
     )
     app[ANNOUNCER] = Announcer(settings.ledger_public_url)

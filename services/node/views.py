@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 MAX_PAGE = 500
+TOO_MANY_BAD_BLOCKS = "too-many-bad-blocks"
+"""The 429 of a client whose blocks were refused too often (the BAD_BLOCKS quota)."""
 UNCOUNTED_REFUSALS = frozenset({"duplicate-block", "low-work"})
 """Refused blocks that an honest miner sends too (a retry, a block the chain outran), answered
 before any transaction is decoded: not counted against the client."""

@@ -29,6 +29,7 @@ from pybtc.mining import build_block, mine_block
 from services.common.web import _HTTP_REASONS
 from services.node.app import create_app
 from services.node.network import REGISTRATION_REASONS
+from services.node.views import TOO_MANY_BAD_BLOCKS
 from tests.chainutil import test_key
 from tests.service.ledgerutil import ledger_settings, mine, send
 
@@ -120,15 +121,14 @@ def emitted_reason_codes() -> set[str]:
     """Every reason code the services and pybtc can answer with."""
     codes = {str(reason) for reason in Reason} | set(_HTTP_REASONS.values()) | {"internal"}
     codes |= set(REGISTRATION_REASONS)  # raised as ServiceError(400, first["reason"], ...)
+    codes.add(TOO_MANY_BAD_BLOCKS)  # the reason of a ClientQuota's 429
     ledger_sources = [
         *(ROOT / "services" / "node").rglob("*.py"),
         ROOT / "services/common/web.py",
         ROOT / "services/common/origins.py",
     ]
     for source in ledger_sources:
-        text = source.read_text()
-        codes |= set(re.findall(r'ServiceError\(\s*\d+,\s*"([a-z-]+)"', text))
-        codes |= set(re.findall(r'reason="([a-z-]+)"', text))  # a ClientQuota's 429
+        codes |= set(re.findall(r'ServiceError\(\s*\d+,\s*"([a-z-]+)"', source.read_text()))
     return codes
 
 
