@@ -14,10 +14,12 @@ bus announcement asks us to fetch, is a background job of its own (run by the `s
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
+
+logger = logging.getLogger(__name__)
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
 """`Network.spawn`: run a coroutine in the background, logging what goes wrong."""
@@ -111,9 +113,11 @@ class BoundedQueue:
     async def _run(self, key: str, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         try:
             await make()
+        except Exception:  # logged here, so that the jobs waiting still run
+            logger.exception("background job failed what=%s key=%s", self.what, key[:64])
         finally:
             self.running.discard(key)
-            with contextlib.suppress(KeyError):
-                while len(self.running) < self.limit:
-                    next_key, next_make = self.waiting.popitem(last=False)
-                    self._start(next_key, next_make)
+        # Not reached when cancelled (the node is closing): nothing new is started then.
+        while self.waiting and len(self.running) < self.limit:
+            next_key, next_make = self.waiting.popitem(last=False)
+            self._start(next_key, next_make)

@@ -394,7 +394,10 @@ class Network:
         await self._results_accepted(result.added, url)
         if result.partial:
             logger.info("sync continues url=%s height=%d", url, self.ledger.height)
-            self.spawn(self._sync_quietly(url), "continue sync")
+            # Once this sync has ended (the next turn of the loop), or it would join this one.
+            asyncio.get_running_loop().call_soon(
+                lambda: self.spawn(self._sync_quietly(url), "continue sync")
+            )
         return result
 
     async def announced(self, url: str) -> SyncResult | None:
