@@ -43,6 +43,8 @@ NODE_SETTINGS: dict[str, Any] = {
     "peer_max_failures": 3,
     "sync_interval": 3_600.0,  # no periodic sync in the middle of a test
 }
+BUS_FETCHES = 4
+"""Blocks announced on the bus that a node fetches at once (docs/operations.md)."""
 MINER, ALICE = test_key(0), test_key(2)
 
 
@@ -128,8 +130,9 @@ async def test_resolve_answers_within_its_deadline_whatever_slow_peers_do(
 ) -> None:
     """Four registered stubs, each with its own valid 80-block chain (more work than the node's),
     send every headers and blocks page 0.6 × peer_timeout late (inside the timeout, so each
-    sync takes its whole deadline, and gets some blocks on the way): /nodes/resolve without miner_node answers within its round
-    deadline (not one sync deadline per peer), and no peer is counted as failed for being slow.
+    sync takes its whole deadline, and gets some blocks on the way): /nodes/resolve without
+    miner_node answers within its round deadline (not one sync deadline per peer), and no peer
+    is counted as failed for being slow.
     """
     node = await start_node()
     slow = []
@@ -255,3 +258,24 @@ async def test_bus_block_announcements_never_hold_a_transaction(
         else:
             pytest.fail(f"the bus transaction was not admitted within 2 s: {mempool}")
     assert hole.connections >= 1  # the announced blocks were asked for, in the background
+
+
+async def test_bus_block_fetches_are_few_at_once_and_one_per_hash(
+    start_node: StartNode, stubs: list[Any], http: aiohttp.ClientSession, redis_url: str
+) -> None:
+    """Forty block announcements with distinct hashes, and five more of one hash, all naming a
+    server that never answers: the node fetches BUS_FETCHES (4) of them side by side, no more,
+    and the rest wait or are dropped; the node answers meanwhile."""
+    node = await start_node(redis_url=redis_url, peer_timeout=5.0)
+    hole = await start(stubs, BlackHole())
+    async with Bus(redis_url, "regtest", "elsewhere/ledger") as other:
+        same = secrets.token_hex(32)
+        for _ in range(5):
+            await other.publish(Kind.BLOCK, {"hash": same, "height": 4, "url": hole.url})
+        for _ in range(40):
+            block = {"hash": secrets.token_hex(32), "height": 4, "url": hole.url}
+            await other.publish(Kind.BLOCK, block)
+        await asyncio.sleep(1.0)  # well inside the 5 s peer_timeout: no fetch has ended
+        answer = await call(http, "GET", f"{node.url}/status", bound=1.0)
+        assert answer.status == 200, answer.body
+        assert hole.connections == BUS_FETCHES, hole.connections
