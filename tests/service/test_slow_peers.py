@@ -223,6 +223,25 @@ async def test_announcements_are_limited_per_client(
         assert answer.body["message"] == "Our chain is authoritative", answer.body
 
 
+async def test_the_default_announcement_quota_stops_a_flood(
+    start_node: StartNode, http: aiohttp.ClientSession
+) -> None:
+    """With the default settings (bursts of 20, then 1 a second), thirty announcements in a row
+    from one loopback client, each naming another node that is not a peer: the first twenty
+    are answered, and the flood then gets 429 `too-many-announcements`."""
+    node = await start_node()
+    statuses = []
+    for _ in range(30):
+        url = f"http://127.0.0.1:{free_port()}"
+        async with http.get(f"{node.url}/nodes/resolve", json={"miner_node": url}) as resp:
+            body = await resp.json()
+            statuses.append(resp.status)
+            if resp.status == 429:
+                assert body["reason"] == "too-many-announcements", body
+    assert statuses[:20] == [200] * 20, statuses
+    assert statuses.count(429) >= 5, statuses
+
+
 # -- the bus -------------------------------------------------------------------------------------
 
 
