@@ -56,6 +56,9 @@ REGISTRATION_REASONS = (
 SYNC_DEADLINE_TIMEOUTS = 3
 """One sync with one peer, and one round with all of them, end within this many peer_timeouts
 (the syncs a round started go on in the background, each within its own deadline)."""
+MAX_STRANGER_SYNCS = 16
+"""Syncs at once with nodes that announced themselves and are not peers: strangers can never
+take the connections and the time this node's peers need."""
 BUS_FETCHES = 4
 """Blocks announced on the bus fetched at once, ..."""
 BUS_BACKLOG = 64
@@ -399,6 +402,24 @@ class Network:
                 lambda: self.spawn(self._sync_quietly(url), "continue sync")
             )
         return result
+
+    def admit_announcement(self, url: str, client: str) -> None:
+        """Count an announcement naming `url` from `client`; 429 past the client's quota, or
+        when too many strangers are being synced. Announcements naming a peer always pass."""
+        if url in self.book:
+            return
+        self.announce_quota.take(client)
+        if url in self.syncs:
+            return  # joins the sync running with it
+        strangers = sum(1 for running in self.syncs.running if running not in self.book)
+        if strangers >= MAX_STRANGER_SYNCS:
+            raise ServiceError(
+                429,
+                "too-many-announcements",
+                f"{strangers} announced nodes that are not peers are being synced from; "
+                f"try again in {self.deadline:.0f} s",
+                headers={"Retry-After": str(max(1, round(self.deadline)))},
+            )
 
     async def announced(self, url: str) -> SyncResult | None:
         """A new-block announcement from `url`: its sync, or None if it is still running after

@@ -181,8 +181,7 @@ async def nodes_resolve(request: web.Request) -> web.Response:
     finished = True
     if "miner_node" in announcement:
         url = normalize_peer_url(announcement["miner_node"])
-        if url not in network.book:  # our peers' announcements are never limited
-            network.announce_quota.take(client_key(request))
+        network.admit_announcement(url, client_key(request))
         try:
             await network.policy.check_connect(url)
             finished = await network.announced(url) is not None

@@ -242,6 +242,40 @@ async def test_the_default_announcement_quota_stops_a_flood(
     assert statuses.count(429) >= 5, statuses
 
 
+async def test_strangers_being_synced_are_capped_and_peers_still_heard(
+    start_node: StartNode, stubs: list[Any], http: aiohttp.ClientSession
+) -> None:
+    """Sixteen announcements naming sixteen different nodes that are not peers and never answer
+    their /status (each sync waits peer_timeout): a seventeenth stranger is answered 429
+    `too-many-announcements` at once, without being contacted, while an announcement from a
+    registered peer with a longer chain is still synced from at once."""
+    node = await start_node(announce_burst=100)
+    chain = build_chain(8, spacing=61)
+    peer = await start(stubs, StubPeer(chain))
+    await register_quietly(http, node, peer)
+    strangers = []
+    for _ in range(17):
+        stranger = await start(stubs, StubPeer(build_chain(6), armed=True))
+        stranger.arm(status=Bad.SILENT)
+        strangers.append(stranger)
+    waiting = [asyncio.create_task(announce(http, node, s.url)) for s in strangers[:16]]
+    await asyncio.sleep(0.3)
+    async with http.get(
+        f"{node.url}/nodes/resolve", json={"miner_node": strangers[16].url}
+    ) as resp:
+        body = await resp.json()
+        assert resp.status == 429, body
+        assert body["reason"] == "too-many-announcements", body
+        assert int(resp.headers["Retry-After"]) >= 1
+    assert strangers[16].requests == []
+    peer.arm()
+    answer = await announce(http, node, peer.url)
+    assert answer.body["message"] == "Our chain was replaced", answer.body
+    assert answer.seconds < 2 * PEER_TIMEOUT, answer
+    for done in await asyncio.gather(*waiting):
+        assert "within" in done.body.get("peer_error", ""), done.body
+
+
 # -- the bus -------------------------------------------------------------------------------------
 
 
