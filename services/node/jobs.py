@@ -14,6 +14,7 @@ bus announcement asks us to fetch, is a background job of its own (run by the `s
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
@@ -24,6 +25,12 @@ logger = logging.getLogger(__name__)
 Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
 """`Network.spawn`: run a coroutine in the background, logging what goes wrong."""
 R = TypeVar("R")
+
+
+def _dropped(spawn: Spawn, coro: Coroutine[Any, Any, Any], what: str) -> bool:
+    """Spawn `coro`; True if it was dropped instead (closed unrun: the node is shutting down)."""
+    spawn(coro, what)
+    return inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
 
 
 def _retrieved(job: asyncio.Future[Any]) -> None:
@@ -51,7 +58,9 @@ class Coalesced(Generic[R]):
         job = asyncio.get_running_loop().create_future()
         job.add_done_callback(_retrieved)
         self.running[key] = job
-        self.spawn(self._run(key, job, make), self.what)
+        if _dropped(self.spawn, self._run(key, job, make), self.what) and not job.done():
+            del self.running[key]
+            job.cancel()  # nobody will run it: its waiters must not wait forever
         return job
 
     async def join(
@@ -108,7 +117,8 @@ class BoundedQueue:
 
     def _start(self, key: str, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         self.running.add(key)
-        self.spawn(self._run(key, make), self.what)
+        if _dropped(self.spawn, self._run(key, make), self.what):
+            self.running.discard(key)
 
     async def _run(self, key: str, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         try:

@@ -129,3 +129,22 @@ async def test_a_failing_job_does_not_stall_the_queue() -> None:
         await asyncio.sleep(0.01)
     assert ran == ["next"]
     await spawn.close()
+
+
+async def test_a_job_the_spawner_drops_is_not_waited_for() -> None:
+    """A closing node's spawn drops new jobs (closes them unrun): a joiner is not left waiting
+    forever, and the key is free again."""
+
+    def dropping(coro: Coroutine[Any, Any, Any], what: str) -> None:
+        coro.close()
+
+    async def work() -> int:
+        return 1
+
+    jobs: Coalesced[int] = Coalesced(dropping, "sync")
+    with pytest.raises(asyncio.CancelledError):
+        await jobs.join("peer", work, wait=1.0)
+    assert "peer" not in jobs
+    queue = BoundedQueue(dropping, "fetch", limit=1, backlog=1)
+    assert queue.submit("a", work) == "started"
+    assert not queue.running
