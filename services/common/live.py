@@ -20,6 +20,7 @@ from aiohttp import web
 
 from services.common.bus import Bus, Kind
 from services.common.settings import Settings
+from services.common.tasks import Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +87,10 @@ class Broadcaster:
 
 @contextlib.asynccontextmanager
 async def forward_announcements(
-    settings: Settings, broadcaster: Broadcaster, service: str
+    settings: Settings, broadcaster: Broadcaster, service: str, tasks: Supervisor
 ) -> AsyncIterator[Bus | None]:
-    """While open: this node's ledger's announcements reach `broadcaster` (no bus: nothing);
-    yields the bus (None without one)."""
+    """While open: this node's ledger's announcements reach `broadcaster` (no bus: nothing),
+    forwarded by the task `live updates` of `tasks`; yields the bus (None without one)."""
     if not settings.redis_url:
         yield None
         return
@@ -100,12 +101,12 @@ async def forward_announcements(
         resync=_resync(broadcaster),
     )
     await bus.start()
-    task = asyncio.create_task(_forward(bus, broadcaster, f"{settings.origin}/ledger"))
+    ledger = f"{settings.origin}/ledger"
+    forwarder = tasks.run("live updates", lambda: _forward(bus, broadcaster, ledger))
     try:
         yield bus
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await forwarder.stop()  # before the bus closes, which would end its subscription
         await bus.close()
 
 

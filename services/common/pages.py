@@ -21,6 +21,7 @@ from services.common.bus import Bus
 from services.common.ledger_client import LedgerClient
 from services.common.live import Broadcaster, forward_announcements
 from services.common.settings import Settings
+from services.common.tasks import TASKS
 from services.common.web import (
     Check,
     Handler,
@@ -40,14 +41,15 @@ BUS = web.AppKey("bus", Bus)
 
 def add_ledger_and_live(app: web.Application, service: str) -> None:
     """While the app runs: a client of this node's ledger (app[LEDGER]) and the node's
-    announcements fanned out to open pages (app[BROADCASTER]), closed first on shutdown."""
+    announcements fanned out to open pages (app[BROADCASTER]), closed first on shutdown.
+    The forwarding runs under the app's supervisor (`add_tasks`, called before)."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         app[LEDGER] = LedgerClient(settings.ledger_internal_url, timeout=5.0)
         broadcaster = Broadcaster()
         app[BROADCASTER] = broadcaster
-        async with forward_announcements(settings, broadcaster, service) as bus:
+        async with forward_announcements(settings, broadcaster, service, app[TASKS]) as bus:
             if bus is not None:
                 app[BUS] = bus
             yield

@@ -16,6 +16,7 @@ from services.common.pages import (
     setup_pages,
 )
 from services.common.settings import Settings
+from services.common.tasks import add_tasks, tasks_check
 from services.common.web import Metrics, add_health_and_metrics, security_headers_middleware
 from services.explorer.views import routes
 
@@ -39,8 +40,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     setup_pages(app, "services.explorer", {"drop_reason": _drop_reason})
     app.add_routes(routes)
+    add_tasks(app, "explorer", metrics)
     add_ledger_and_live(app, "explorer")
-    add_health_and_metrics(app, "explorer", metrics, [ledger_check, bus_health])
+    add_health_and_metrics(app, "explorer", metrics, [ledger_check, bus_health, tasks_check])
     return app
 
 

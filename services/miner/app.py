@@ -15,6 +15,7 @@ from services.common.ledger_client import LedgerClient
 from services.common.limits import LIMITS, ClientLimits
 from services.common.node_key import load_or_create_node_key
 from services.common.settings import Settings
+from services.common.tasks import TASKS, add_tasks, tasks_check
 from services.common.web import (
     Check,
     Metrics,
@@ -49,9 +50,12 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[LIMITS] = limits
     app[SETTINGS] = settings
+    add_tasks(app, "miner", metrics)
     app.cleanup_ctx.append(_miner_ctx)
     app.add_routes(routes)
-    add_health_and_metrics(app, "miner", metrics, [_workers_check, _ledger_check, _bus_check])
+    add_health_and_metrics(
+        app, "miner", metrics, [_workers_check, _ledger_check, _bus_check, tasks_check]
+    )
     for name, doc, read in (
         ("pybtc_miner_hash_rate", "Hashes per second over the last seconds", "hash_rate"),
         ("pybtc_miner_blocks_accepted", "Blocks the ledger accepted", "blocks_accepted"),
@@ -82,13 +86,12 @@ async def _miner_ctx(app: web.Application) -> AsyncIterator[None]:
         await miner.bus.start()
     bus = miner.bus
     app[MINER] = miner
-    tasks = [
-        asyncio.create_task(miner.run(), name="mining loop"),
-        asyncio.create_task(miner.watch_ledger(), name="ledger watch"),
-        asyncio.create_task(miner.heartbeat(), name="heartbeat"),
-    ]
+    tasks = app[TASKS]
+    tasks.run("mining loop", miner.run)
+    tasks.run("ledger watch", miner.watch_ledger)
+    tasks.run("heartbeat", miner.heartbeat)
     if bus is not None:
-        tasks.append(asyncio.create_task(_listen(bus, miner), name="bus"))
+        tasks.run("bus listener", lambda: _listen(bus, miner))
     logger.info(
         "miner up mode=%s workers=%d address=%s ledger=%s",
         miner.mode,
@@ -97,9 +100,7 @@ async def _miner_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.ledger_internal_url,
     )
     yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await tasks.close()  # before the bus, ledger client and workers they use
     if bus is not None:
         await bus.close()
     await ledger.close()

@@ -12,6 +12,7 @@ from prometheus_client import Gauge
 from services.common.bus import Bus
 from services.common.limits import LIMITS, ClientLimits
 from services.common.settings import Settings
+from services.common.tasks import TASKS, add_tasks, tasks_check
 from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
 from services.node.announce import Announcer
 from services.node.keys import ANNOUNCER, BUS, CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
@@ -36,11 +37,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[ANNOUNCER] = Announcer(settings.ledger_public_url)
+    add_tasks(app, "ledger", metrics)
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_bus_ctx)
     app.cleanup_ctx.append(_network_ctx)
     app.add_routes(routes)
-    add_health_and_metrics(app, "ledger", metrics, [_storage_check, _bus_check])
+    add_health_and_metrics(app, "ledger", metrics, [_storage_check, _bus_check, tasks_check])
     _ledger_gauges(app, metrics)
     return app
 
@@ -88,13 +90,13 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _network_ctx(app: web.Application) -> AsyncIterator[None]:
     network = Network(app[SETTINGS], app[LEDGER], app[ANNOUNCER], app[CLOCK])
     app[NETWORK] = network
-    await network.start(app[BUS])
+    await network.start(app[BUS], app[TASKS])
     desk = MineDesk(app[SETTINGS].origin, app[BUS])
     app[MINE_DESK] = desk
     if desk.bus is not None:
-        network.spawn(desk.listen(), "mining desk")
+        app[TASKS].run("mining desk", desk.listen)
     yield
-    await network.close()
+    await network.close()  # stops the tasks (the desk's too) before the bus and store close
 
 
 async def _storage_check(app: web.Application) -> Check:

@@ -34,6 +34,7 @@ from pybtc import Block, Reason, Transaction, ValidationError
 from services.common.bus import Bus, Envelope, Kind
 from services.common.quota import ClientQuota
 from services.common.settings import Settings
+from services.common.tasks import Supervisor
 from services.common.web import ServiceError
 from services.node.announce import Announcer
 from services.node.jobs import BoundedQueue, Coalesced
@@ -97,7 +98,8 @@ class Network:
         self.session: aiohttp.ClientSession | None = None
         self.client: PeerClient | None = None
         self.syncer: Syncer | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = Supervisor("ledger")
+        """Its background work; `start` is given the app's (the one /healthz reports)."""
         self.bus_ledgers: dict[str, None] = {}
         """URLs of the other ledgers heard on the bus (most recent last), for resyncs."""
         self.syncs: Coalesced[SyncResult] = Coalesced(self.spawn, "sync")
@@ -117,7 +119,9 @@ class Network:
         """How long one sync, one round of syncs or an announcement's answer may take."""
 
     # -- life cycle ------------------------------------------------------------------------
-    async def start(self, bus: Bus | None) -> None:
+    async def start(self, bus: Bus | None, tasks: Supervisor | None = None) -> None:
+        if tasks is not None:
+            self.tasks = tasks
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=PolicyResolver(self.policy)),
             timeout=aiohttp.ClientTimeout(total=self.settings.peer_timeout),
@@ -128,32 +132,19 @@ class Network:
         )
         self.syncer = Syncer(self.ledger, self.client, self.clock, deadline=self.deadline)
         if bus is not None:
-            self.spawn(self._listen(bus), "bus gossip")
+            self.tasks.run("bus gossip", lambda: self._listen(bus))
         initial = [u.strip() for u in self.settings.peers.split(",") if u.strip()]
         self.spawn(self._start_up(initial), "start-up sync")
-        self.spawn(self._periodic(), "periodic sync")
+        self.tasks.run("periodic sync", self._periodic)
 
     async def close(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.tasks.close()  # before the session its tasks use
         if self.session is not None:
             await self.session.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
-        """Run `coro` in the background; log (never raise) what goes wrong."""
-
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("background task failed what=%s", what)
-
-        task = asyncio.get_running_loop().create_task(guarded())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        """Run `coro` once in the background; log (never raise) what goes wrong."""
+        self.tasks.spawn(coro, what)
 
     async def _start_up(self, initial: list[str]) -> None:
         if initial:

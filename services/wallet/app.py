@@ -15,6 +15,7 @@ from services.common.pages import (
     setup_pages,
 )
 from services.common.settings import Settings
+from services.common.tasks import add_tasks, tasks_check
 from services.common.web import Metrics, add_health_and_metrics, security_headers_middleware
 from services.wallet.csrf import csrf_middleware
 from services.wallet.faucet import Faucet
@@ -40,9 +41,10 @@ def create_app(settings: Settings) -> web.Application:
     env = setup_pages(app, "services.wallet")
     env.globals.update(network=settings.network, explorer_url=settings.explorer_url)
     app.add_routes(routes)
+    add_tasks(app, "wallet", metrics)
     add_ledger_and_live(app, "wallet")
     app.on_startup.append(_faucet)
-    add_health_and_metrics(app, "wallet", metrics, [ledger_check, bus_health])
+    add_health_and_metrics(app, "wallet", metrics, [ledger_check, bus_health, tasks_check])
     return app
 
 
