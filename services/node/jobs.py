@@ -6,7 +6,10 @@ bus announcement asks us to fetch, is a background job of its own (run by the `s
 
 - `Coalesced`: one job per key at a time; asking for a key whose job is running joins that job
   (its result, or its exception) instead of starting another. A caller that stops waiting (a
-  timeout, a cancelled request) leaves the job running.
+  timeout, a cancelled request) leaves the job running. With `again`, a job that was asked for
+  while it ran, and succeeded, runs once more before it answers: what the later callers know
+  of (a block announced meanwhile) may be newer than what the run saw. A failure answers at
+  once: a peer that failed is not asked again for each caller.
 - `BoundedQueue`: at most `limit` jobs running and `backlog` waiting; a key already running or
   waiting, or any job past the backlog, is dropped (the caller learns which).
 """
@@ -42,10 +45,13 @@ def _retrieved(job: asyncio.Future[Any]) -> None:
 class Coalesced(Generic[R]):
     """One background job per key at a time; a second request for a key joins the first."""
 
-    def __init__(self, spawn: Spawn, what: str) -> None:
+    def __init__(self, spawn: Spawn, what: str, *, again: bool = False) -> None:
         self.spawn = spawn
         self.what = what
+        self.again = again
         self.running: dict[str, asyncio.Future[R]] = {}
+        self.asked: dict[str, int] = {}
+        """Requests for each running job since its current run began."""
 
     def __contains__(self, key: str) -> bool:
         return key in self.running
@@ -54,6 +60,7 @@ class Coalesced(Generic[R]):
         """The running job for `key`, or a new one running `make()`."""
         job = self.running.get(key)
         if job is not None:
+            self.asked[key] = self.asked.get(key, 0) + 1
             return job
         job = asyncio.get_running_loop().create_future()
         job.add_done_callback(_retrieved)
@@ -78,7 +85,11 @@ class Coalesced(Generic[R]):
         self, key: str, job: asyncio.Future[R], make: Callable[[], Coroutine[Any, Any, R]]
     ) -> None:
         try:
-            result = await make()
+            while True:
+                self.asked[key] = 0
+                result = await make()
+                if not self.again or not self.asked[key]:
+                    break
         except Exception as exc:
             if not job.done():
                 job.set_exception(exc)
@@ -88,6 +99,7 @@ class Coalesced(Generic[R]):
         finally:
             if self.running.get(key) is job:
                 del self.running[key]
+                del self.asked[key]
             if not job.done():  # cancelled (the node is closing): its waiters are too
                 job.cancel()
 

@@ -102,7 +102,7 @@ class Network:
         """Its background work; `start` is given the app's (the one /healthz reports)."""
         self.bus_ledgers: dict[str, None] = {}
         """URLs of the other ledgers heard on the bus (most recent last), for resyncs."""
-        self.syncs: Coalesced[SyncResult] = Coalesced(self.spawn, "sync")
+        self.syncs: Coalesced[SyncResult] = Coalesced(self.spawn, "sync", again=True)
         """The sync running with each peer (or announcer), by URL."""
         self.rounds: Coalesced[list[SyncResult]] = Coalesced(self.spawn, "sync round")
         self.fetches = BoundedQueue(

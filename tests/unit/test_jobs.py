@@ -148,3 +148,35 @@ async def test_a_job_the_spawner_drops_is_not_waited_for() -> None:
     queue = BoundedQueue(dropping, "fetch", limit=1, backlog=1)
     assert queue.submit("a", work) == "started"
     assert not queue.running
+
+
+async def test_a_job_asked_for_while_it_ran_runs_once_more_unless_it_failed() -> None:
+    """An announcement that joins a running sync may announce a block that sync never saw: with
+    `again`, the job runs once more for all who asked meanwhile; a failure answers at once."""
+    spawn = Spawner()
+    jobs: Coalesced[int] = Coalesced(spawn, "sync", again=True)
+    runs = 0
+    fail = False
+
+    async def work() -> int:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.05)
+        if fail:
+            raise ValueError("peer lied")
+        return runs
+
+    first = asyncio.create_task(jobs.join("peer", work))
+    await asyncio.sleep(0.01)
+    joiners = [asyncio.create_task(jobs.join("peer", work)) for _ in range(3)]
+    assert await asyncio.gather(first, *joiners) == [2, 2, 2, 2]  # one more run, not three
+    assert runs == 2
+    assert await jobs.join("peer", work) == 3  # nobody asked meanwhile: one run
+    fail = True
+    first = asyncio.create_task(jobs.join("peer", work))
+    await asyncio.sleep(0.01)
+    joiner = asyncio.create_task(jobs.join("peer", work))
+    results = await asyncio.gather(first, joiner, return_exceptions=True)
+    assert [str(r) for r in results] == ["peer lied"] * 2
+    assert runs == 4
+    await spawn.close()
