@@ -429,8 +429,8 @@ class Network:
             return None
 
     async def sync_all(self, extra: list[str] | None = None) -> list[SyncResult]:
-        """Health-check every peer (and the `extra` ledgers), then sync from those claiming
-        more work (most first)."""
+        """Health-check every peer (and the `extra` ledgers) and sync from those claiming more
+        work, all at once; the syncs that ended within `deadline` seconds."""
         assert self.client is not None
         client = self.client
         urls = self.book.urls() + (extra or [])
