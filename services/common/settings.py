@@ -60,6 +60,10 @@ class Settings:
     trusted_proxies: str = ""
     """Comma-separated addresses/CIDR ranges of reverse proxies whose X-Forwarded-For names the
     client (for the limits and the faucet); empty: the connection's address is the client."""
+    allowed_hosts: str = ""
+    """Comma-separated host names (or addresses) the services answer to besides their listen
+    address, localhost, 127.0.0.1, [::1] and the hosts of the node's URLs; any other Host
+    header is refused (a DNS-rebinding page)."""
     operator_token: str = ""
     """When set, GET /mine, POST /nodes/register and the faucet need
     `Authorization: Bearer <token>` (a public node sets one)."""

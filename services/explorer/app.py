@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from services.common.limits import LIMITS, ClientLimits
+from services.common.origins import BrowserGuard
 from services.common.pages import (
     SETTINGS,
     add_ledger_and_live,
@@ -27,12 +28,15 @@ def create_app(settings: Settings) -> web.Application:
     """The explorer for `settings`; it reads the node's ledger at `PYBTC_LEDGER_URL`."""
     metrics = Metrics("explorer")
     limits = ClientLimits.from_settings(settings)
+    guard = BrowserGuard.from_settings(settings)
     app = web.Application(
         middlewares=[
             security_headers_middleware,
             metrics.middleware,
             html_errors,
             limits.middleware,
+            guard.hosts,
+            guard.writes,
         ],
         client_max_size=16_384,
     )

@@ -14,6 +14,7 @@ from services.common.bus import Bus, Kind
 from services.common.ledger_client import LedgerClient
 from services.common.limits import LIMITS, ClientLimits
 from services.common.node_key import load_or_create_node_key
+from services.common.origins import BrowserGuard
 from services.common.settings import Settings
 from services.common.tasks import TASKS, add_tasks, tasks_check
 from services.common.web import (
@@ -45,8 +46,10 @@ def reward_address(settings: Settings) -> str:
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics("miner")
     limits = ClientLimits.from_settings(settings)
+    guard = BrowserGuard.from_settings(settings)
     app = web.Application(
-        middlewares=base_middlewares(metrics, limits.middleware), client_max_size=65536
+        middlewares=base_middlewares(metrics, limits.middleware, guard.hosts, guard.writes),
+        client_max_size=65536,
     )
     app[LIMITS] = limits
     app[SETTINGS] = settings

@@ -11,6 +11,7 @@ from prometheus_client import Gauge
 
 from services.common.bus import Bus
 from services.common.limits import LIMITS, ClientLimits
+from services.common.origins import BrowserGuard
 from services.common.settings import Settings
 from services.common.tasks import TASKS, add_tasks, tasks_check
 from services.common.web import Check, Metrics, add_health_and_metrics, base_middlewares
@@ -24,13 +25,17 @@ from services.node.views import routes
 
 logger = logging.getLogger(__name__)
 
+STATE_CHANGING_GETS = ("/mine", "/nodes/resolve")
+"""The tutorial's GETs that act: a page of another site may not send them (origins.py)."""
+
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """The ledger service for `settings`; the database opens when the app starts."""
     metrics = Metrics("ledger")
     limits = ClientLimits.from_settings(settings)
+    guard = BrowserGuard.from_settings(settings, STATE_CHANGING_GETS)
     app = web.Application(
-        middlewares=base_middlewares(metrics, limits.middleware),
+        middlewares=base_middlewares(metrics, limits.middleware, guard.hosts, guard.writes),
         client_max_size=settings.max_body_bytes,
     )
     app[LIMITS] = limits

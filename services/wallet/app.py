@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.common.limits import LIMITS, ClientLimits
+from services.common.origins import GUARD, BrowserGuard
 from services.common.pages import (
     LEDGER,
     SETTINGS,
@@ -26,17 +27,21 @@ def create_app(settings: Settings) -> web.Application:
     """The wallet for `settings`; it reads and writes through the ledger at PYBTC_LEDGER_URL."""
     metrics = Metrics("wallet")
     limits = ClientLimits.from_settings(settings)
+    guard = BrowserGuard.from_settings(settings)
     app = web.Application(
         middlewares=[
             security_headers_middleware,
             metrics.middleware,
             html_errors,
             limits.middleware,
-            csrf_middleware,
+            guard.hosts,
+            csrf_middleware,  # its own Origin check first: a foreign page's POST is `csrf`
+            guard.writes,
         ],
         client_max_size=65_536,  # a signed transaction is well under 1 KiB
     )
     app[LIMITS] = limits
+    app[GUARD] = guard
     app[SETTINGS] = settings
     env = setup_pages(app, "services.wallet")
     env.globals.update(network=settings.network, explorer_url=settings.explorer_url)

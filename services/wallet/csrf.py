@@ -4,17 +4,19 @@ The token is random, kept in the `pybtc_csrf` cookie (SameSite=Strict, HttpOnly)
 pages in `<meta name="csrf-token">` (and to scripts by `GET /api/csrf`). A POST must carry the
 same value in the `X-CSRF-Token` header; another site can neither read the cookie nor set the
 header (a cross-site request with a custom header needs a CORS preflight, which this service
-never grants). Requests whose `Origin` is another site are refused too.
+never grants). Requests whose `Origin` is not one of the wallet's own are refused too: its
+allowed host names on one of the node's ports or the request's own (`AllowedHosts.own_origin`),
+never simply the request's Host header, which a DNS-rebinding page chooses.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from services.common.origins import GUARD
 from services.common.web import Handler, ServiceError
 
 COOKIE = "pybtc_csrf"
@@ -34,8 +36,8 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
     valid_cookie = len(cookie) == 43 and cookie.replace("-", "").replace("_", "").isalnum()
     if request.method not in SAFE_METHODS:
         origin = request.headers.get("Origin")
-        # the host only: behind a proxy that ends TLS, the scheme seen here is plain http
-        if origin is not None and urlsplit(origin).netloc != request.host:
+        allowed = request.app[GUARD].allowed
+        if origin is not None and not allowed.own_origin(origin, request.host):
             raise ServiceError(403, "csrf", "requests from another site are refused")
         sent = request.headers.get(HEADER, "")
         if not valid_cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):

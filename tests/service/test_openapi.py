@@ -120,7 +120,11 @@ def emitted_reason_codes() -> set[str]:
     """Every reason code the services and pybtc can answer with."""
     codes = {str(reason) for reason in Reason} | set(_HTTP_REASONS.values()) | {"internal"}
     codes |= set(REGISTRATION_REASONS)  # raised as ServiceError(400, first["reason"], ...)
-    ledger_sources = [*(ROOT / "services" / "node").rglob("*.py"), ROOT / "services/common/web.py"]
+    ledger_sources = [
+        *(ROOT / "services" / "node").rglob("*.py"),
+        ROOT / "services/common/web.py",
+        ROOT / "services/common/origins.py",
+    ]
     for source in ledger_sources:
         codes |= set(re.findall(r'ServiceError\(\s*\d+,\s*"([a-z-]+)"', source.read_text()))
     return codes
