@@ -4,11 +4,13 @@ and a bounded queue of bus block fetches, run on a real event loop with a plain 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Coroutine
 from typing import Any
 
 import pytest
 
+from services.common.tasks import Supervisor
 from services.node.jobs import BoundedQueue, Coalesced
 
 
@@ -180,3 +182,17 @@ async def test_a_job_asked_for_while_it_ran_runs_once_more_unless_it_failed() ->
     assert [str(r) for r in results] == ["peer lied"] * 2
     assert runs == 4
     await spawn.close()
+
+
+async def test_a_job_cancelled_before_it_starts_leaves_no_unawaited_coroutine() -> None:
+    """Supervisor.close cancels a job spawned a moment before, before its first step: the job's
+    coroutine is closed, not left to be reported "never awaited" (an error under pytest)."""
+    tasks = Supervisor("test")
+
+    async def work() -> None:
+        await asyncio.sleep(0)
+
+    coro = work()
+    tasks.spawn(coro, "job")
+    await tasks.close()
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
