@@ -75,7 +75,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def stubs() -> AsyncIterator[list[Any]]:
-    """Servers to stop at the end (before the nodes: no request of a node stays open)."""
+    """Servers to stop at the end, after the nodes (whose fetches would reconnect to a stub
+    closing under them)."""
     started: list[Any] = []
     yield started
     for stub in reversed(started):
