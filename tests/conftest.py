@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ def funded() -> FundedChain:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedRedis]:
-    """One private redis-server on a free loopback TCP port for the whole session."""
-    with EmbeddedRedis() as server:
+    """One private redis-server on a free loopback TCP port for the whole session; it requires
+    a password, as `pybtc up`'s does (`redis_url` carries it)."""
+    with EmbeddedRedis(password=secrets.token_urlsafe(16)) as server:
         yield server
 
 
@@ -35,8 +37,9 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
 
 @pytest.fixture(scope="session")
 def redis_unix_server() -> Iterator[EmbeddedRedis]:
-    """One private redis-server on a unix socket (TCP disabled) for the whole session."""
-    with EmbeddedRedis(unix_socket=True) as server:
+    """One private redis-server on a unix socket (TCP disabled) for the whole session, with a
+    password."""
+    with EmbeddedRedis(unix_socket=True, password=secrets.token_urlsafe(16)) as server:
         yield server
 
 

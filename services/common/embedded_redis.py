@@ -9,6 +9,11 @@ imported.
 The server listens on loopback only (a free TCP port chosen by the OS, or a unix socket), runs
 with protected mode on, keeps its files in a data directory (a temporary one unless given), and
 is stopped with SIGTERM, then SIGKILL if it does not exit in time.
+
+With a password (`pybtc up` always gives one: `services.common.redis_auth`, made once and kept
+in the data dir with mode 600) every client must AUTH first; the password reaches redis-server on
+its standard input (`redis-server -`), never on a command line that `ps` shows, and `url`
+carries it for redis-py. Log lines show `redacted_url(url)`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+from urllib.parse import quote
+
+from services.common.redis_auth import redacted_url
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +100,7 @@ class EmbeddedRedis:
     `persist=False` (tests) disables RDB snapshots and the AOF; `persist=True` (a node) keeps
     Redis's default snapshot schedule, writing `dump.rdb` in the data directory.
     `extra_args` are appended to the command line as `--name value` pairs.
+    `password` (empty: none) is required of every client.
     """
 
     def __init__(
@@ -103,6 +112,7 @@ class EmbeddedRedis:
         persist: bool = False,
         executable: str | None = None,
         extra_args: tuple[str, ...] | list[str] = (),
+        password: str = "",
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
         port_attempts: int = 5,
@@ -115,6 +125,9 @@ class EmbeddedRedis:
         self.persist = persist
         self._executable = executable
         self._extra_args = tuple(extra_args)
+        if any(c in password for c in "\r\n\0 \"'"):
+            raise ValueError("the redis password must not hold spaces, quotes or line breaks")
+        self.password = password
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._port_attempts = max(1, port_attempts) if port is None else 1
@@ -132,10 +145,11 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         """The redis-py URL of the running server: `redis://127.0.0.1:PORT/0` or `unix://...`."""
+        secret = quote(self.password, safe="")
         if self.unix_socket is not None:
-            return f"unix://{self.unix_socket}?db=0"
+            return f"unix://{f':{secret}@' if secret else ''}{self.unix_socket}?db=0"
         if self.port is not None:
-            return f"redis://{LOOPBACK}:{self.port}/0"
+            return f"redis://{f':{secret}@' if secret else ''}{LOOPBACK}:{self.port}/0"
         raise EmbeddedRedisError("embedded redis is not started")
 
     @property
@@ -173,7 +187,12 @@ class EmbeddedRedis:
         except BaseException:
             self.stop()
             raise
-        logger.info("redis started pid=%s url=%s data_dir=%s", self.pid, self.url, self._data_dir)
+        logger.info(
+            "redis started pid=%s url=%s data_dir=%s",
+            self.pid,
+            redacted_url(self.url),
+            self._data_dir,
+        )
         return self
 
     def stop(self) -> None:
@@ -257,14 +276,19 @@ class EmbeddedRedis:
         self._log_file.flush()
         self._log_offset = self.log_path.stat().st_size
         # A session of its own: Ctrl-C in a terminal reaches the owner, which stops Redis last.
+        # The password goes in a config read from stdin: `ps` shows every argument.
+        config = ["-"] if self.password else []
         process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [executable, *self._arguments()],
-            stdin=subprocess.DEVNULL,
+            [executable, *config, *self._arguments()],
+            stdin=subprocess.PIPE if self.password else subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             cwd=self._data_dir,
             start_new_session=True,
         )
+        if process.stdin is not None:
+            with process.stdin:
+                process.stdin.write(f"requirepass {self.password}\n".encode())
         self._process = process
         deadline = time.monotonic() + self.start_timeout
         while True:
@@ -316,6 +340,17 @@ class EmbeddedRedis:
         with sock:
             sock.settimeout(timeout)
             sock.connect(address)
+            if self.password:
+                secret = self.password.encode()
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret))
+                answer = b""
+                while b"\r\n" not in answer:
+                    chunk = sock.recv(1024)
+                    if not chunk:
+                        break
+                    answer += chunk
+                if not answer.startswith(b"+OK"):
+                    return answer.partition(b"\r\n")[0]  # e.g. -WRONGPASS: not our server
             sock.sendall(request)
             reply = b""
             while b"\r\n" not in reply or (reply[:1] == b"$" and not _bulk_complete(reply)):

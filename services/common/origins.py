@@ -170,7 +170,12 @@ class AllowedHosts:
 
 def _node_urls(settings: Settings) -> Iterable[str]:
     """The URLs others reach this node's services at."""
-    return (settings.ledger_public_url, settings.ledger_internal_url, settings.explorer_url)
+    return (
+        settings.ledger_public_url,
+        settings.ledger_internal_url,
+        settings.explorer_url,
+        settings.miner_internal_url,  # the ledger asks its miner for GET /mine there
+    )
 
 
 class BrowserGuard:

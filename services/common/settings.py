@@ -39,7 +39,10 @@ class Settings:
     explorer_port: int = 8080
     wallet_port: int = 8081
     redis_url: str = ""
-    """The bus; empty means `pybtc up` starts an embedded redis-server."""
+    """The bus; empty means `pybtc up` starts an embedded redis-server (with a password kept
+    in the data dir). A URL given here is used as is: it carries its own password."""
+    miner_url: str = ""
+    """How the ledger reaches its own miner for GET /mine (default http://host:miner_port)."""
     public_url: str = ""
     """How other nodes reach this ledger (default http://host:ledger_port)."""
     ledger_url: str = ""
@@ -85,6 +88,11 @@ class Settings:
     """Seconds one request to a peer may take in total."""
     peer_max_failures: int = 5
     """Failed contacts in a row after which a peer is dropped."""
+    peer_register_rate: float = 0.1
+    """New peer URLs a second one client may have this node handshake via POST /nodes/register,
+    on average (loopback included; 0: no limit); past it 429 `register-rate-limited`."""
+    peer_register_burst: int = 32
+    """New peer URLs one client may register at once before the rate applies."""
     miner_mode: str = ""
     """auto (mine continuously) or on-demand (only for GET /mine); default: auto on devnet,
     on-demand on regtest."""
@@ -123,6 +131,10 @@ class Settings:
     @property
     def ledger_internal_url(self) -> str:
         return self.ledger_url or self.ledger_public_url
+
+    @property
+    def miner_internal_url(self) -> str:
+        return self.miner_url or f"http://{self.host}:{self.miner_port}"
 
     @property
     def origin(self) -> str:

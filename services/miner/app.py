@@ -12,7 +12,7 @@ from prometheus_client import Gauge
 from pybtc import decode_address
 from services.common.bus import Bus, Kind
 from services.common.ledger_client import LedgerClient
-from services.common.limits import LIMITS, ClientLimits
+from services.common.limits import LIMITS, ClientLimits, require_operator
 from services.common.node_key import load_or_create_node_key
 from services.common.origins import BrowserGuard
 from services.common.settings import Settings
@@ -20,9 +20,11 @@ from services.common.tasks import TASKS, add_tasks, tasks_check
 from services.common.web import (
     Check,
     Metrics,
+    ServiceError,
     add_health_and_metrics,
     base_middlewares,
     bus_check,
+    read_json_object,
 )
 from services.miner.engine import Engine, default_workers
 from services.miner.miner import Miner
@@ -121,6 +123,31 @@ async def _listen(bus: Bus, miner: Miner) -> None:
     async with bus.subscribe(Kind.TIP, Kind.TX, Kind.MINING) as subscription:
         async for envelope in subscription:
             await miner.on_bus(envelope)
+
+
+@routes.post("/mine")
+async def mine(request: web.Request) -> web.Response:
+    """Mine one block now, for this node's ledger (its `GET /mine`): the block's hash and
+    height once the ledger has accepted it. The operator token is needed when one is set, and
+    a JSON body (`{"timeout": <seconds>}`, capped by PYBTC_MINE_TIMEOUT): a browser cannot send
+    one from another site without a preflight, which is refused."""
+    settings = request.app[SETTINGS]
+    require_operator(request, settings)
+    if request.content_type != "application/json":
+        raise ServiceError(415, "unsupported-media-type", "send Content-Type: application/json")
+    body = await read_json_object(request)
+    asked = body.get("timeout", settings.mine_timeout)
+    if isinstance(asked, bool) or not isinstance(asked, int | float) or not asked > 0:
+        raise ServiceError(400, "bad-type", "timeout must be a positive number of seconds")
+    seconds = min(float(asked), settings.mine_timeout)
+    miner = request.app[MINER]
+    if not miner.engine.alive():  # replaced within a heartbeat; refused, not waited out
+        raise ServiceError(503, "no-workers", "the hashing workers are being replaced")
+    try:
+        block = await miner.mine_one(seconds)
+    except TimeoutError:
+        raise ServiceError(504, "mine-timeout", f"no block found within {seconds:.0f}s") from None
+    return web.json_response({"hash": block.hash, "height": block.index})
 
 
 @routes.get("/status")

@@ -6,9 +6,11 @@ ledger's `/status` every few seconds catches any announcement the bus lost. Waki
 template from the ledger, which is always built on the ledger's current tip; a nonce found for
 an older job is thrown away.
 
-Modes: `auto` mines continuously; `on-demand` mines only when asked — the ledger's tutorial
-endpoint `GET /mine` asks over the bus, and the answer (`mined`, with the block hash) goes back
-the same way.
+Modes: `auto` mines continuously; `on-demand` mines only when asked. Only the node's own
+ledger asks, over HTTP (`POST /mine`, the ledger's tutorial `GET /mine`), and the answer is
+the HTTP reply, sent once the ledger has accepted the block. The bus only ever wakes the loop
+to fetch a fresh template from the ledger: no message on it makes the miner mine or submit
+anything (DESIGN.md §6), and a `mine` request seen there is ignored.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class Miner:
         self.stats = MinerStats()
         self.template: Block | None = None
         self.job: Job | None = None
-        self.requests: deque[str] = deque()
+        self.requests: deque[tuple[int, asyncio.Future[Block]]] = deque()
+        """Waiting GET /mine requests: the last job started before each, and its answer."""
         self.wake = asyncio.Event()
         self._debounce: asyncio.TimerHandle | None = None
         self._own_tip = ""  # our accepted block: its tip announcement is not news
@@ -94,10 +97,19 @@ class Miner:
         self._debounce = None
         self.refresh("transactions")
 
-    def request_block(self, request_id: str) -> None:
-        """Mine one block for a `GET /mine` (both modes)."""
-        self.requests.append(request_id)
+    async def mine_one(self, seconds: float) -> Block:
+        """Mine one block for the ledger's `GET /mine` (both modes) on a template fetched after
+        this call; the block once the ledger has accepted it. TimeoutError after `seconds`."""
+        waiter: asyncio.Future[Block] = asyncio.get_running_loop().create_future()
+        request = (self.stats.jobs, waiter)
+        self.requests.append(request)
         self.refresh("request")
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), seconds)
+        finally:
+            if request in self.requests:
+                self.requests.remove(request)
+            waiter.cancel()
 
     async def on_bus(self, envelope: Envelope) -> None:
         ledger_origin = f"{self.node}/ledger"
@@ -108,10 +120,9 @@ class Miner:
         elif envelope.type == Kind.TX and envelope.origin == ledger_origin:
             if self.mode == "auto":
                 self.transactions_arrived()
-        elif envelope.type == Kind.MINING and data.get("node") == self.node:
-            request_id = data.get("request_id")
-            if data.get("action") == "mine" and isinstance(request_id, str):
-                self.request_block(request_id[:64])
+        elif envelope.type == Kind.MINING and data.get("action") in ("mine", "mined"):
+            # GET /mine asks over HTTP; whoever publishes this is not this node's ledger.
+            logger.debug("bus mining request ignored origin=%s", envelope.origin[:64])
 
     # -- the loop ----------------------------------------------------------------------------
     @property
@@ -160,12 +171,12 @@ class Miner:
             result = self.engine.poll()
             if result is not None and result[0] == job.job_id:
                 if result[1] is not None:
-                    await self._submit(template.with_nonce(result[1]))
+                    await self._submit(template.with_nonce(result[1]), job.job_id)
                 return  # found (or a slice ran out): next template
             await asyncio.sleep(POLL)
         self.stats.stale_dropped += 1
 
-    async def _submit(self, block: Block) -> None:
+    async def _submit(self, block: Block, job_id: int) -> None:
         self.stats.found += 1
         status, body = await self.ledger.request("POST", "/mining/submit", json=block.to_dict())
         if status == 201:
@@ -174,24 +185,20 @@ class Miner:
             if isinstance(body, dict) and body.get("is_tip"):
                 self._own_tip = block.hash
             logger.info("block accepted height=%d hash=%s", block.index, block.hash[:16])
-            if self.requests:
-                await self._answer(self.requests.popleft(), block)
+            self._answer(block, job_id)
             return
         reason = body.get("reason", "error") if isinstance(body, dict) else "error"
         self.stats.rejected[str(reason)] += 1
         logger.warning("block rejected height=%d reason=%s", block.index, reason)
 
-    async def _answer(self, request_id: str, block: Block) -> None:
-        if self.bus is not None:
-            await self.bus.publish(
-                Kind.MINING,
-                {
-                    "action": "mined",
-                    "request_id": request_id,
-                    "node": self.node,
-                    "hash": block.hash,
-                },
-            )
+    def _answer(self, block: Block, job_id: int) -> None:
+        """Complete the oldest request made before this block's job started."""
+        for request in self.requests:
+            last_job_then, waiter = request
+            if last_job_then < job_id and not waiter.done():
+                waiter.set_result(block)
+                self.requests.remove(request)
+                return
 
     # -- helpers run beside the loop --------------------------------------------------------
     async def watch_ledger(self) -> None:

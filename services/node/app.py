@@ -96,12 +96,9 @@ async def _network_ctx(app: web.Application) -> AsyncIterator[None]:
     network = Network(app[SETTINGS], app[LEDGER], app[ANNOUNCER], app[CLOCK])
     app[NETWORK] = network
     await network.start(app[BUS], app[TASKS])
-    desk = MineDesk(app[SETTINGS].origin, app[BUS])
-    app[MINE_DESK] = desk
-    if desk.bus is not None:
-        app[TASKS].run("mining desk", desk.listen)
+    app[MINE_DESK] = MineDesk(app[SETTINGS], app[LEDGER])
     yield
-    await network.close()  # stops the tasks (the desk's too) before the bus and store close
+    await network.close()  # stops the tasks before the bus and store close
 
 
 async def _storage_check(app: web.Application) -> Check:

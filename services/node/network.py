@@ -3,7 +3,9 @@
 - `register`: the tutorial's `/nodes/register` — a handshake (`/status`: a pyBTC ledger of our
   network and genesis, and not ourselves) before a peer is added; then, in the background, we
   register back with it and tell our other peers. A peer that knows a URL already answers
-  "Already Registered Node" and goes no further, so registration never loops.
+  "Already Registered Node" and goes no further, so registration never loops. Each URL new
+  here takes one unit of the asking client's quota first; a full book makes room by evicting
+  its worst unprotected peer (`PeerBook.victim`).
 - Gossip: every transaction and block this ledger accepts is announced on the bus (for ledgers
   sharing the Redis) and over HTTP — transactions relayed to every peer with `"type": "sharing"`
   (only when new here, so relays stop), tip changes announced with the tutorial's
@@ -39,15 +41,17 @@ from services.common.web import ServiceError
 from services.node.announce import Announcer
 from services.node.jobs import BoundedQueue, Coalesced
 from services.node.ledger import BlockResult, Ledger, TxResult
-from services.node.peer_client import PeerClient, PeerError, PeerStatus
-from services.node.peers import PeerBook, PeerPolicy, PolicyResolver, normalize_peer_url
+from services.node.peer_client import PeerClient, PeerError, PeerStatus, check_hash
+from services.node.peers import CONFIG, PeerBook, PeerPolicy, PolicyResolver, normalize_peer_url
 from services.node.sync import Syncer, SyncResult
 
 logger = logging.getLogger(__name__)
 
 MAX_REGISTER_BATCH = 64
+REGISTER_LIMITED = "register-rate-limited"
 REGISTRATION_REASONS = (
     "self",
+    REGISTER_LIMITED,
     "peer-limit",
     "peer-handshake-failed",
     "peer-unreachable",
@@ -95,6 +99,13 @@ class Network:
             settings.peer_network_names, settings.max_peers, self.self_url
         )
         self.book = PeerBook(ledger.store, settings.peer_max_failures)
+        self.register_quota = ClientQuota(
+            "new peer URLs",
+            settings.peer_register_rate,
+            settings.peer_register_burst,
+            reason=REGISTER_LIMITED,
+            setting="PYBTC_PEER_REGISTER_RATE, PYBTC_PEER_REGISTER_BURST",
+        )
         self.session: aiohttp.ClientSession | None = None
         self.client: PeerClient | None = None
         self.syncer: Syncer | None = None
@@ -160,13 +171,18 @@ class Network:
             await self._register_configured()
             await self.sync_all()
 
-    async def _register_configured(self) -> None:
-        """PYBTC_PEERS that are not peers now (down at start, or dropped since): try again."""
-        wanted = []
+    def configured(self) -> set[str]:
+        """The peers this node's settings name (PYBTC_PEERS), normalized."""
+        wanted = set()
         for raw in (p.strip() for p in self.settings.peers.split(",")):
             if raw:
                 with contextlib.suppress(ServiceError):
-                    wanted.append(normalize_peer_url(raw))
+                    wanted.add(normalize_peer_url(raw))
+        return wanted
+
+    async def _register_configured(self) -> None:
+        """PYBTC_PEERS that are not peers now (down at start, or dropped since): try again."""
+        wanted = sorted(self.configured())
         missing = [url for url in wanted if url not in self.book and url != self.self_url]
         if missing:
             try:
@@ -175,8 +191,15 @@ class Network:
                 logger.info("configured peers not registered reason=%s %s", exc.reason, exc)
 
     # -- registration ----------------------------------------------------------------------
-    async def register(self, raw: object) -> Registration:
-        """Handshake and add the given peer URLs; register back and spread in the background."""
+    async def register(
+        self, raw: object, client: str | None = None, *, counted: bool = True
+    ) -> Registration:
+        """Handshake and add the given peer URLs; register back and spread in the background.
+
+        `client` is who asked (None: this node itself, from its settings). Unless not
+        `counted`, each URL new here takes one unit of that client's registration quota
+        before it is contacted; the peers it adds are counted as its own when the book is
+        full and one must make room."""
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise ServiceError(400, "bad-peer-url", "nodes is empty")
@@ -194,23 +217,63 @@ class Network:
                 outcome.known.append(url)
             else:
                 candidates.append(url)
+        limited: list[str] = []
+        if client is not None and counted and candidates:
+            candidates, limited = self._within_quota(client, candidates, outcome)
         results = await asyncio.gather(*(self._handshake(url) for url in candidates))
         for url, error in zip(candidates, results, strict=True):
             if error is not None:
                 outcome.rejected.append({"url": url, **error})
-            elif len(self.book) >= self.settings.max_peers:
+            elif url in self.book:  # a concurrent registration added it meanwhile
+                outcome.known.append(url)
+            elif len(self.book) >= self.settings.max_peers and not self._make_room(url):
                 outcome.rejected.append(
-                    {"url": url, "reason": "peer-limit", "error": "this node has enough peers"}
+                    {
+                        "url": url,
+                        "reason": "peer-limit",
+                        "error": "this node has enough peers, each of them protected",
+                    }
                 )
-            elif self.book.add(url):
+            elif self.book.add(url, client or CONFIG):
                 outcome.added.append(url)
-                logger.info("peer added url=%s", url)
+                logger.info("peer added url=%s by=%s", url, client or CONFIG)
+        outcome.rejected += [
+            {
+                "url": url,
+                "reason": REGISTER_LIMITED,
+                "error": "this client registered too many new peers lately",
+            }
+            for url in limited
+        ]
         if outcome.added:
             self.spawn(self._spread(outcome.added), "register back")
         if not outcome.added and not outcome.known and outcome.rejected:
             first = outcome.rejected[0]
             raise ServiceError(400, first["reason"], f"{first['url']}: {first['error']}")
         return outcome
+
+    def _within_quota(
+        self, client: str, candidates: list[str], outcome: Registration
+    ) -> tuple[list[str], list[str]]:
+        """The candidates `client`'s quota allows (one unit each, in order) and those past it;
+        if none is allowed and nothing was known, the request is a 429."""
+        allowed = []
+        for url in candidates:
+            if not self.register_quota.allow(client):
+                break
+            allowed.append(url)
+        if not allowed and not outcome.known:
+            self.register_quota.take(client)  # the quota's 429, with Retry-After
+        return allowed, candidates[len(allowed) :]
+
+    def _make_room(self, newcomer: str) -> bool:
+        """Evict the worst unprotected peer for `newcomer` (PeerBook.victim); False if none."""
+        victim = self.book.victim(self.configured())
+        if victim is None:
+            return False
+        self.book.remove(victim, "evicted", f"made room for {newcomer}")
+        logger.info("peer evicted url=%s for=%s", victim, newcomer)
+        return True
 
     async def _handshake(self, url: str) -> dict[str, str] | None:
         assert self.client is not None
@@ -219,7 +282,7 @@ class Network:
         except PeerError as exc:
             answered = exc.invalid or exc.http_status is not None
             reason = "peer-handshake-failed" if answered else "peer-unreachable"
-            if "allows peers in" in exc.message:
+            if exc.reason == "peer-not-allowed":
                 reason = "peer-not-allowed"
             return {"reason": reason, "error": exc.message}
         if status.node_id == self.settings.origin:  # our own URL under another name
@@ -332,7 +395,8 @@ class Network:
             return
         try:
             url = normalize_peer_url(url)
-        except ServiceError as exc:
+            check_hash(url, "block hash", block_hash)  # cheap, before it is queued
+        except (ServiceError, PeerError) as exc:
             logger.info("bus block not fetched url=%s error=%s", url[:100], exc)
             return
         # Fetching waits on another node: never here, where the next message waits on us.
@@ -379,12 +443,11 @@ class Network:
             result = await self.syncer.sync_from(url)
         except PeerError as exc:
             if url in self.book:
-                dropped = self.book.failed(url, exc.message, invalid=exc.invalid)
-                if dropped:
-                    logger.warning("peer dropped url=%s error=%s", url, exc.message)
+                self._penalise(url, exc)
             raise
         if url in self.book:
             self.book.ok(url, result.peer_height, result.peer_tip or None)
+            self.book.delivered(url, sum(1 for r in result.added if r.tip_change is not None))
         await self._results_accepted(result.added, url)
         if result.partial:
             logger.info("sync continues url=%s height=%d", url, self.ledger.height)
@@ -442,9 +505,7 @@ class Network:
             except PeerError as exc:
                 # Unreachable (refused, reset, no answer in time) is not a fault: a partition
                 # or a restart must not make nodes forget each other. Wrong answers still count.
-                unreachable = not exc.invalid and exc.http_status is None
-                if self.book.failed(url, exc.message, invalid=exc.invalid, keep=unreachable):
-                    logger.warning("peer dropped url=%s error=%s", url, exc.message)
+                self._penalise(url, exc, keep=not exc.invalid and exc.http_status is None)
                 return None
             # A peer claiming more work keeps its failures until a sync with it succeeds.
             self.book.ok(url, status.height, status.tip, reset=status.chain_work <= ours)
@@ -485,6 +546,11 @@ class Network:
         """`/nodes/resolve` without `miner_node`: a round with every peer, or the one running
         (so many requests cost the peers one round)."""
         return await self.rounds.join("all", self.sync_all)
+
+    def _penalise(self, url: str, exc: PeerError, *, keep: bool = False) -> None:
+        """Count `exc` against peer `url` with its reason code (see PeerBook.failed)."""
+        if self.book.failed(url, exc.message, reason=exc.reason, invalid=exc.invalid, keep=keep):
+            logger.warning("peer dropped url=%s reason=%s error=%s", url, exc.reason, exc.message)
 
     def _heard_on_bus(self, url: object) -> None:
         try:

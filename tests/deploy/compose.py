@@ -1,7 +1,8 @@
 """deploy/docker-compose.yml read as Compose reads it, for the tests: no Docker involved.
 
 YAML anchors and merge keys are resolved by the YAML loader, `${VAR:-default}` becomes its
-default (the file must run with no `.env`), and every pyBTC service (`pybtc serve <service>`)
+default, and a required `${VAR:?message}` (the bus's REDIS_PASSWORD, the only value an operator
+must give) becomes `STAND_IN`, and every pyBTC service (`pybtc serve <service>`)
 becomes an `App`: its node (`node1-ledger` is node `node1`), its settings as the service itself
 would read them (`Settings.from_env`), its published ports and its volumes in one shape whatever
 syntax the file uses.
@@ -22,7 +23,9 @@ from services.common.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
-INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<sep>:?-)(?P<default>[^}]*))?\}")
+INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<sep>:?[-?])(?P<default>[^}]*))?\}")
+STAND_IN = "stand-in-value"
+"""What a required variable becomes here."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,12 @@ class App:
 
 
 def interpolate(value: Any) -> Any:
-    """`${VAR:-default}` and `${VAR-default}` replaced by the default, everywhere in `value`."""
+    """`${VAR:-default}` and `${VAR-default}` replaced by the default, `${VAR:?message}` by
+    `STAND_IN`, everywhere in `value`."""
     if isinstance(value, str):
-        return INTERPOLATION.sub(lambda m: m["default"] or "", value)
+        return INTERPOLATION.sub(
+            lambda m: STAND_IN if (m["sep"] or "").endswith("?") else m["default"] or "", value
+        )
     if isinstance(value, list):
         return [interpolate(v) for v in value]
     if isinstance(value, dict):

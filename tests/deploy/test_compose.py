@@ -356,3 +356,29 @@ def test_the_readme_lists_every_published_port(services: dict[str, dict[str, Any
     for name, spec in services.items():
         for port in compose.ports(spec):
             assert port.published in readme, f"deploy/README.md does not say where {name} is"
+
+
+def test_each_ledger_asks_its_own_miner(nodes: dict[str, dict[str, App]]) -> None:
+    """GET /mine asks the node's miner over HTTP (never over the bus): the ledger names it."""
+    for roles in nodes.values():
+        ledger, miner = roles["ledger"], roles["miner"]
+        assert "PYBTC_MINER_URL" in ledger.env, f"{ledger.name}: no PYBTC_MINER_URL"
+        url = urlsplit(ledger.settings.miner_internal_url)
+        assert (url.hostname, url.port) == (miner.name, miner.settings.miner_port), (
+            f"{ledger.name}: PYBTC_MINER_URL={ledger.settings.miner_internal_url}"
+        )
+
+
+def test_the_bus_requires_a_password(apps: list[App], services: dict[str, dict[str, Any]]) -> None:
+    """Every service's bus URL carries the operator's REDIS_PASSWORD, which the redis container
+    requires (read from stdin, not shown on a command line), and there is no default for it."""
+    raw = compose.raw_text()
+    assert "${REDIS_PASSWORD:?" in raw
+    assert "${REDIS_PASSWORD:-" not in raw
+    for app in apps:
+        assert urlsplit(app.env["PYBTC_REDIS_URL"]).password == compose.STAND_IN, app.name
+    redis = services["redis"]
+    script = " ".join(compose.command(redis))
+    assert "requirepass $$REDISCLI_AUTH" in script
+    assert "redis-server -" in script
+    assert redis["environment"]["REDISCLI_AUTH"] == compose.STAND_IN

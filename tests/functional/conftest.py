@@ -16,6 +16,7 @@ import ctypes
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -200,6 +201,7 @@ class LedgerProcess:
         self.redis_url = redis_url
         self.extra_env = dict(extra_env or {})  # more PYBTC_* settings: peers, node id...
         self.port = free_port()
+        self.miner_port = free_port()  # where GET /mine finds this node's miner (MinerProcess)
         self.log_path = data_dir / "ledger.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -225,6 +227,7 @@ class LedgerProcess:
             PYBTC_DATA_DIR=str(self.data_dir),
             PYBTC_HOST="127.0.0.1",
             PYBTC_LEDGER_PORT=str(self.port),
+            PYBTC_MINER_PORT=str(self.miner_port),
             PYBTC_REDIS_URL=self.redis_url,
         )
         env |= self.extra_env
@@ -295,22 +298,25 @@ def send(
 
 class KillableRedis:
     """A redis-server of the test's own (never the session's) on a port that stays the same
-    across `kill` (SIGKILL) and `start`."""
+    across `kill` (SIGKILL) and `start`, with the same password, as a node's would have."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.password = secrets.token_urlsafe(16)
         self.server: EmbeddedRedis | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while True:  # the port was ours a moment ago; retry if the kernel still holds it
             try:
-                self.server = EmbeddedRedis(port=self.port, data_dir=self.data_dir).start()
+                self.server = EmbeddedRedis(
+                    port=self.port, data_dir=self.data_dir, password=self.password
+                ).start()
                 return
             except EmbeddedRedisError:
                 if time.monotonic() > deadline:

@@ -259,7 +259,7 @@ def healthz(url: str) -> dict[str, Any]:
 
 def mine_on_demand(node: LedgerProcess, timeout: float = 30.0) -> dict[str, Any]:
     """The tutorial's `GET /mine` on the node: its miner service mines one block. Retried while
-    the ledger answers 503 `no-miner` (it has not heard the miner's heartbeat yet)."""
+    the ledger answers 503 `no-miner` (the miner does not listen yet)."""
     deadline = time.monotonic() + timeout
     while True:
         reply = http("GET", f"{node.url}/mine", timeout=timeout)
@@ -300,6 +300,7 @@ def start_node(
         mode="on-demand",
         node=node_id,
         ledger_url=ledger.url,
+        port=ledger.miner_port,
         redis_url=redis_url,
         workers=1,
         address=miner_address,

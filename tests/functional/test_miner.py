@@ -6,15 +6,15 @@ drives them over HTTP, watches the bus where it matters, and ends with no proces
 left (found through /proc by the node id in their environment).
 
 - `test_get_mine_on_demand` (regtest, on-demand): without a miner, `GET /mine` is an immediate
-  503 `no-miner`; with one, it answers in the tutorial's shape once the block is in `/chain` and
-  `/status`, and an on-demand miner mines nothing unasked.
+  503 `no-miner`; with one (asked over HTTP), it answers in the tutorial's shape once the block
+  is in `/chain` and `/status`, and an on-demand miner mines nothing unasked.
 - `test_restart_keeps_reward_address`: the reward key is kept in the data dir across restarts;
   PYBTC_MINER_ADDRESS overrides it.
 - `test_killed_miner_leaves_no_worker` (devnet, auto): after SIGKILL of a busy miner its hashing
   workers exit by themselves (and are reaped by their new parent); after SIGTERM and SIGINT the
   miner exits 0 having reaped them.
 - `test_dead_workers_do_not_hang_get_mine` (regtest, on-demand): once its workers are killed,
-  the miner must replace them or stop announcing itself ready; `GET /mine` must not hang.
+  the miner must replace them or refuse the ledger's request; `GET /mine` must not hang.
 - `test_auto_mining_crosses_a_retarget` (devnet, auto): the miner alone builds a chain past
   devnet's first retarget; every block carries the bits `next_bits` demands and the retarget
   moves the target the way the window's timestamps call for.
@@ -122,10 +122,11 @@ class MinerProcess:
         redis_url: str = "",
         workers: int = 0,
         address: str = "",
+        port: int = 0,
     ) -> None:
         self.children = children
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()  # the ledger's miner_port, for GET /mine
         self.log_path = data_dir / "miner.log"
         self.env = child_env(
             PYBTC_NETWORK=network,
@@ -401,11 +402,12 @@ def test_get_mine_on_demand(
         mode="on-demand",
         node=node,
         ledger_url=ledger.url,
+        port=ledger.miner_port,
         redis_url=redis_url,
     ).start()
     address = miner.status()["address"]
 
-    logger.info("poll GET /mine until the ledger has heard the miner's ready heartbeat")
+    logger.info("poll GET /mine until the miner answers the ledger")
     deadline = time.monotonic() + 15.0
     refusals = 0
     while (reply := http("GET", f"{ledger.url}/mine", timeout=30.0)).status == 503:
@@ -505,6 +507,7 @@ def test_killed_miner_leaves_no_worker(
             mode="auto",
             node=node,
             ledger_url=ledger.url,
+            port=ledger.miner_port,
             redis_url=redis_url,
             workers=2,
         ).start()
@@ -539,7 +542,7 @@ def test_dead_workers_do_not_hang_get_mine(
     children: ChildProcesses, node: str, tmp_path: Path, redis_url: str
 ) -> None:
     """A miner whose hashing workers have died (OOM killer, a stray kill) cannot mine: it must
-    either replace them or stop announcing itself as ready, so that `GET /mine` is served or
+    either replace them or refuse the ledger's request at once, so that `GET /mine` is served or
     refused at once rather than left hanging until PYBTC_MINE_TIMEOUT.
     """
     data = tmp_path / "node"
@@ -557,6 +560,7 @@ def test_dead_workers_do_not_hang_get_mine(
         mode="on-demand",
         node=node,
         ledger_url=ledger.url,
+        port=ledger.miner_port,
         redis_url=redis_url,
     ).start()
     deadline = time.monotonic() + 15.0
@@ -578,8 +582,8 @@ def test_dead_workers_do_not_hang_get_mine(
     took = time.monotonic() - t0
     logger.info("GET /mine with dead workers -> %d after %.1fs: %s", reply.status, took, reply.text)
     assert reply.status in (200, 503), (
-        f"GET /mine answered {reply.status} after {took:.1f}s: the miner still announces itself "
-        "ready with no worker alive, and nothing replaces the workers"
+        f"GET /mine answered {reply.status} after {took:.1f}s: the miner still takes requests "
+        "able to mine with no worker alive, and nothing replaces the workers"
     )
     assert took < MINE_TIMEOUT
     assert miner.signal(signal.SIGTERM) == 0
@@ -623,6 +627,7 @@ def devnet_node(
                 mode="auto",
                 node=tag,
                 ledger_url=ledger.url,
+                port=ledger.miner_port,
                 redis_url=redis_server.url,
             ).start()
             yield DevnetNode(ledger, miner, bus, f"{tag}/ledger", time.monotonic())

@@ -62,12 +62,16 @@ def bus_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[st
     with contextlib.ExitStack() as stack:
         if request.param == "http":
             servers = [
-                stack.enter_context(EmbeddedRedis(data_dir=tmp_path / f"redis{i}"))
+                stack.enter_context(
+                    EmbeddedRedis(data_dir=tmp_path / f"redis{i}", password=f"story-{i}")
+                )
                 for i in range(NODES)
             ]
             yield [server.url for server in servers]
         else:
-            shared = stack.enter_context(EmbeddedRedis(data_dir=tmp_path / "redis"))
+            shared = stack.enter_context(
+                EmbeddedRedis(data_dir=tmp_path / "redis", password="story")
+            )
             yield [shared.url] * NODES
 
 

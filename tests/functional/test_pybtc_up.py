@@ -8,13 +8,17 @@ everything (ledger and embedded Redis) with exit code 0, and a taken port is a c
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+import redis.exceptions
 
 from tests.upnode import UpNode
 
@@ -97,3 +101,36 @@ def test_up_reports_a_taken_port(tmp_path: Path) -> None:
     assert code == 1, output
     assert "ledger exited during start-up" in output
     assert "address already in use" in output.lower()
+
+
+def test_up_bus_requires_a_password_kept_in_the_data_dir(tmp_path: Path) -> None:
+    """The embedded Redis refuses a client without the password, which is made once (mode
+    600 in `<data dir>/redis/password`), reused by the next start, never printed; `GET /mine`
+    reaches the miner over HTTP."""
+    data = tmp_path / "data"
+    password_file = data / "redis" / "password"
+    passwords = []
+    for run in (1, 2):
+        node = UpNode(data)
+        try:
+            node.read_until(r"Press Ctrl-C to stop")
+            port = int(_search(node.lines, r"redis://:\*\*\*@127\.0\.0\.1:(\d+)/0").group(1))
+            assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+            password = password_file.read_text().strip()
+            passwords.append(password)
+            with pytest.raises(redis.exceptions.AuthenticationError):
+                redis.Redis(host="127.0.0.1", port=port).ping()
+            assert redis.Redis(host="127.0.0.1", port=port, password=password).ping()
+            mined = node.get("/mine", timeout=60)
+            assert (mined["message"], mined["index"]) == ("new block found", run + 1)
+            assert node.stop() == 0
+            assert password not in "".join(node.lines)
+        finally:
+            node.stop()
+    assert passwords[0] == passwords[1]
+
+
+def _search(lines: list[str], pattern: str) -> re.Match[str]:
+    found = re.search(pattern, "".join(lines))
+    assert found is not None, f"{pattern!r} not printed:\n{''.join(lines)}"
+    return found

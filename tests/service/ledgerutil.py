@@ -13,7 +13,10 @@ from services.common.settings import Settings
 
 
 def ledger_settings(data_dir: Path, redis_url: str = "", **changes: Any) -> Settings:
-    """Regtest settings for a ledger whose database lives in `data_dir`."""
+    """Regtest settings for a ledger whose database lives in `data_dir`. Its miner is nowhere
+    (port 1, closed) unless given: GET /mine must not find another test's or a user's miner on
+    the default port."""
+    changes.setdefault("miner_url", "http://127.0.0.1:1")
     return Settings(network="regtest", data_dir=data_dir, redis_url=redis_url, **changes)
 
 

@@ -103,13 +103,14 @@ def fuzzed_ledger(
     from services.node.app import create_app as create_ledger
 
     redis_server.flushall()
-    port = free_port()
+    port, miner_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(
         network="regtest",
         data_dir=tmp_path_factory.mktemp("fuzzed-ledger"),
         redis_url=redis_server.url,
         ledger_port=port,
+        miner_port=miner_port,  # GET /mine asks the miner there
         public_url=url,
         peer_networks="loopback",
         peer_timeout=2.0,
@@ -120,7 +121,7 @@ def fuzzed_ledger(
     )
     with BackgroundLoop(OfflineResolverLoop) as services:
         services.serve(lambda: create_ledger(settings), port)
-        services.serve(lambda: create_miner(settings), None)
+        services.serve(lambda: create_miner(settings), miner_port)
         watch = LedgerWatch(url, [])
         try:
             _wait_for_miner(watch)
@@ -145,7 +146,7 @@ def fuzzed_ledger(
 
 
 def _wait_for_miner(watch: LedgerWatch, seconds: float = 30.0) -> None:
-    """Until the ledger has heard the miner's first heartbeat (GET /mine stops answering 503);
+    """Until the miner answers the ledger (GET /mine stops answering 503);
     the block that GET /mine then mines is the chain's first."""
     deadline = time.monotonic() + seconds
     while True:

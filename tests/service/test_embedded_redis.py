@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+import redis.exceptions
 from redis.asyncio import Redis
 
 from services.common import embedded_redis
 from services.common.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_redis_server
+from services.common.redis_auth import PASSWORD_FILENAME, load_or_create_password, redacted_url
 
 
 async def _pubsub_round_trip(url: str) -> None:
@@ -58,7 +61,8 @@ def test_find_redis_server_returns_an_executable() -> None:
 
 
 async def test_ping_set_get(redis_url: str) -> None:
-    assert redis_url.startswith("redis://127.0.0.1:")
+    assert redis_url.startswith("redis://:")  # the fixture's Redis has a password
+    assert "@127.0.0.1:" in redis_url
     async with Redis.from_url(redis_url) as client:
         assert await client.ping() is True
         assert await client.set("tip", "00ab") is True
@@ -78,7 +82,8 @@ async def test_pubsub_over_tcp(redis_url: str) -> None:
 
 
 async def test_pubsub_over_unix_socket(redis_unix_url: str) -> None:
-    assert redis_unix_url.startswith("unix:///")
+    assert redis_unix_url.startswith("unix://:")
+    assert "@/" in redis_unix_url
     assert redis_unix_url.endswith("?db=0")
     await _pubsub_round_trip(redis_unix_url)
 
@@ -223,3 +228,44 @@ async def test_stop_kills_a_server_that_ignores_sigterm() -> None:
 async def test_unix_socket_and_port_are_exclusive() -> None:
     with pytest.raises(ValueError, match="not both"):
         EmbeddedRedis(unix_socket=True, port=6379)
+
+
+# -- the password ---------------------------------------------------------------------------------
+
+
+async def test_a_client_without_the_password_is_refused(redis_server: EmbeddedRedis) -> None:
+    """The session's Redis, like `pybtc up`'s, requires its password: the same address without
+    it can neither read nor publish; with it, it can."""
+    assert redis_server.password
+    bare = f"redis://127.0.0.1:{redis_server.port}/0"
+    async with Redis.from_url(bare) as client:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await client.ping()
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await client.publish("pybtc:regtest:mining", "{}")
+    wrong = f"redis://:not-{redis_server.password}@127.0.0.1:{redis_server.port}/0"
+    async with Redis.from_url(wrong) as client:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await client.ping()
+    async with Redis.from_url(redis_server.url) as client:
+        assert await client.ping() is True
+
+
+def test_the_password_is_not_on_the_command_line(redis_server: EmbeddedRedis) -> None:
+    cmdline = Path(f"/proc/{redis_server.pid}/cmdline").read_bytes()
+    assert redis_server.password.encode() not in cmdline
+
+
+def test_the_password_file_is_made_once_with_mode_600(tmp_path: Path) -> None:
+    path = tmp_path / "redis" / PASSWORD_FILENAME
+    first = load_or_create_password(path)
+    assert len(first) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_password(path) == first  # a restart finds the same one
+    path.chmod(0o644)
+    assert load_or_create_password(path) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with EmbeddedRedis(data_dir=path.parent, password=first) as server:
+        assert server.ping()
+        assert redacted_url(server.url) == f"redis://:***@127.0.0.1:{server.port}/0"
+        assert first not in server.log_path.read_text()

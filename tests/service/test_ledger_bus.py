@@ -72,7 +72,7 @@ def _free_port() -> int:
 
 async def test_ledger_survives_a_redis_restart(aiohttp_client: Any, tmp_path: Path) -> None:
     port = _free_port()
-    redis = EmbeddedRedis(port=port, data_dir=tmp_path / "redis").start()
+    redis = EmbeddedRedis(port=port, data_dir=tmp_path / "redis", password="restart").start()
     try:
         client = await aiohttp_client(create_app(ledger_settings(tmp_path, redis.url)))
         miner = test_key(0)
@@ -87,7 +87,7 @@ async def test_ledger_survives_a_redis_restart(aiohttp_client: Any, tmp_path: Pa
         health = await _wait_health(client, "degraded")
         assert health["checks"]["redis"]["ok"] is False
 
-        redis = EmbeddedRedis(port=port, data_dir=tmp_path / "redis").start()
+        redis = EmbeddedRedis(port=port, data_dir=tmp_path / "redis", password="restart").start()
         await _wait_health(client, "ok", seconds=15)
         async with (
             Bus(redis.url, "regtest", "test-listener") as listener,

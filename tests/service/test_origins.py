@@ -82,9 +82,10 @@ def test_a_node_on_every_address_answers_its_urls_and_any_address() -> None:
         host="0.0.0.0",
         public_url="http://node1-ledger:5000",
         explorer_public_url="http://localhost:8180",
+        miner_url="http://node1-miner:5100",  # where the ledger asks its miner for GET /mine
     )
     allowed = AllowedHosts.from_settings(settings)
-    for name in ("node1-ledger", "localhost", "172.18.0.3", "10.1.2.3", "fe80::1"):
+    for name in ("node1-ledger", "node1-miner", "localhost", "172.18.0.3", "10.1.2.3", "fe80::1"):
         assert allowed.allows(name), name
     assert not allowed.allows(REBIND)
     assert not allowed.allows("node2-ledger")
