@@ -109,6 +109,11 @@ class Settings:
     """Seconds GET /mine waits for its block."""
     sync_interval: float = 30.0
     """Seconds between health checks and catch-up syncs with every peer."""
+    announce_rate: float = 1.0
+    """New-block announcements (`/nodes/resolve` with `miner_node`) naming a node that is not a
+    peer that one client may send a second on average (0: no limit); 429 past it."""
+    announce_burst: int = 20
+    """Such announcements one client may send at once before `announce_rate` applies."""
     faucet: str = "on"
     """on or off: the wallet's faucet pays test coins from the node's key (devnet, regtest)."""
     faucet_amount: int = 10 * COIN

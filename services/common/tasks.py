@@ -172,6 +172,9 @@ class Supervisor:
         task = asyncio.get_running_loop().create_task(guarded(), name=what)
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
+        # A job cancelled before its first step (by close) never awaited `coro`: close it, or
+        # it is reported as "never awaited" when collected. Closing a finished one does nothing.
+        task.add_done_callback(lambda _: coro.close())
 
     # -- health and shutdown -------------------------------------------------------------------
     @property

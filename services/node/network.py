@@ -10,11 +10,14 @@
   sharing the Redis) and over HTTP — transactions relayed to every peer with `"type": "sharing"`
   (only when new here, so relays stop), tip changes announced with the tutorial's
   `/nodes/resolve` call — concurrently, in the background, each with a timeout.
-- From the bus: a transaction is admitted like any other; an unknown block is fetched from the
-  announcing node, and a block whose parent we lack starts a sync with that node.
+- From the bus: a transaction is admitted like any other, at once; an unknown block is fetched
+  from the announcing node in the background (a few fetches at a time, a bounded backlog, one
+  per hash), and a block whose parent we lack starts a sync with that node.
 - Catch-up and consensus: at start, after a bus reconnect, on `/nodes/resolve` and every
-  `sync_interval`, every peer's `/status` is read (its health check); peers that claim more
-  work are synced from, most work first (`services.node.sync`).
+  `sync_interval`, every peer's `/status` is read (its health check) and peers that claim more
+  work are synced from (`services.node.sync`), all side by side under one round deadline.
+- No peer holds more than its own sync: there is one sync per peer at a time (an announcement
+  or a round asking for a peer already syncing joins that sync), and none waits for another.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from services.common.settings import Settings
 from services.common.tasks import Supervisor
 from services.common.web import ServiceError
 from services.node.announce import Announcer
+from services.node.jobs import BoundedQueue, Coalesced
 from services.node.ledger import BlockResult, Ledger, TxResult
-from services.node.peer_client import PeerClient, PeerError, PeerStatus
+from services.node.peer_client import PeerClient, PeerError, PeerStatus, check_hash
 from services.node.peers import CONFIG, PeerBook, PeerPolicy, PolicyResolver, normalize_peer_url
 from services.node.sync import Syncer, SyncResult
 
@@ -54,6 +58,17 @@ REGISTRATION_REASONS = (
     "peer-not-allowed",
 )
 """Why a URL was not added; the first becomes the 400's reason when nothing was added."""
+SYNC_DEADLINE_TIMEOUTS = 3
+"""One sync with one peer, and one round with all of them, end within this many peer_timeouts
+(the syncs a round started go on in the background, each within its own deadline)."""
+MAX_STRANGER_SYNCS = 16
+"""Syncs at once with nodes that announced themselves and are not peers: strangers can never
+take the connections and the time this node's peers need."""
+BUS_FETCHES = 4
+"""Blocks announced on the bus fetched at once, ..."""
+BUS_BACKLOG = 64
+"""... and announced blocks waiting for a fetch; past that an announcement is dropped (the
+periodic sync catches up on whatever the bus dropped)."""
 
 
 @dataclass
@@ -98,6 +113,21 @@ class Network:
         """Its background work; `start` is given the app's (the one /healthz reports)."""
         self.bus_ledgers: dict[str, None] = {}
         """URLs of the other ledgers heard on the bus (most recent last), for resyncs."""
+        self.syncs: Coalesced[SyncResult] = Coalesced(self.spawn, "sync", again=True)
+        """The sync running with each peer (or announcer), by URL."""
+        self.rounds: Coalesced[list[SyncResult]] = Coalesced(self.spawn, "sync round")
+        self.fetches = BoundedQueue(
+            self.spawn, "bus block fetch", limit=BUS_FETCHES, backlog=BUS_BACKLOG
+        )
+        self.announce_quota = ClientQuota(
+            "announcements from nodes that are not peers",
+            settings.announce_rate,
+            settings.announce_burst,
+            reason="too-many-announcements",
+            setting="PYBTC_ANNOUNCE_RATE, PYBTC_ANNOUNCE_BURST",
+        )
+        self.deadline = SYNC_DEADLINE_TIMEOUTS * settings.peer_timeout
+        """How long one sync, one round of syncs or an announcement's answer may take."""
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self, bus: Bus | None, tasks: Supervisor | None = None) -> None:
@@ -111,9 +141,7 @@ class Network:
         self.client = PeerClient(
             self.session, self.policy, self.ledger.params, timeout=self.settings.peer_timeout
         )
-        self.syncer = Syncer(
-            self.ledger, self.client, self.clock, deadline=3 * self.settings.peer_timeout
-        )
+        self.syncer = Syncer(self.ledger, self.client, self.clock, deadline=self.deadline)
         if bus is not None:
             self.tasks.run("bus gossip", lambda: self._listen(bus))
         initial = [u.strip() for u in self.settings.peers.split(",") if u.strip()]
@@ -367,9 +395,23 @@ class Network:
             return
         try:
             url = normalize_peer_url(url)
-            assert self.client is not None
-            block = await self.client.block(url, block_hash)
+            check_hash(url, "block hash", block_hash)  # cheap, before it is queued
         except (ServiceError, PeerError) as exc:
+            logger.info("bus block not fetched url=%s error=%s", url[:100], exc)
+            return
+        # Fetching waits on another node: never here, where the next message waits on us.
+        queued = self.fetches.submit(block_hash, lambda: self._fetch_block(url, block_hash))
+        if queued in ("full", "duplicate"):
+            logger.debug("bus block dropped hash=%s url=%s why=%s", block_hash[:16], url, queued)
+
+    async def _fetch_block(self, url: str, block_hash: str) -> None:
+        """Get a block announced on the bus from the node that announced it, and take it."""
+        if self.ledger.store.block_meta(block_hash) is not None:
+            return  # came some other way while it waited
+        assert self.client is not None
+        try:
+            block = await self.client.block(url, block_hash)
+        except PeerError as exc:
             logger.info("bus block not fetched url=%s error=%s", url, exc)
             return
         await self.accept_or_sync(block, url)
@@ -392,8 +434,13 @@ class Network:
         await self.block_accepted(result, source=url)
 
     # -- catch-up and consensus ------------------------------------------------------------
-    async def sync_from(self, url: str) -> SyncResult:
-        """Sync from one node (a peer or an announcer); announce what changed."""
+    async def sync_from(self, url: str, *, wait: float | None = None) -> SyncResult:
+        """Sync from one node (a peer or an announcer), or join the sync running with it;
+        TimeoutError after `wait` seconds (the sync goes on in the background)."""
+        return await self.syncs.join(url, lambda: self._sync_and_record(url), wait)
+
+    async def _sync_and_record(self, url: str) -> SyncResult:
+        """One sync with `url`: counted in the peer book, what it added announced."""
         assert self.syncer is not None
         try:
             result = await self.syncer.sync_from(url)
@@ -407,8 +454,38 @@ class Network:
         await self._results_accepted(result.added, url)
         if result.partial:
             logger.info("sync continues url=%s height=%d", url, self.ledger.height)
-            self.spawn(self._sync_quietly(url), "continue sync")
+            # Once this sync has ended (the next turn of the loop), or it would join this one.
+            asyncio.get_running_loop().call_soon(
+                lambda: self.spawn(self._sync_quietly(url), "continue sync")
+            )
         return result
+
+    def admit_announcement(self, url: str, client: str) -> None:
+        """Count an announcement naming `url` from `client`; 429 past the client's quota, or
+        when too many strangers are being synced. Announcements naming a peer always pass."""
+        if url in self.book:
+            return
+        self.announce_quota.take(client)
+        if url in self.syncs:
+            return  # joins the sync running with it
+        strangers = sum(1 for running in self.syncs.running if running not in self.book)
+        if strangers >= MAX_STRANGER_SYNCS:
+            raise ServiceError(
+                429,
+                "too-many-announcements",
+                f"{strangers} announced nodes that are not peers are being synced from; "
+                f"try again in {self.deadline:.0f} s",
+                headers={"Retry-After": str(max(1, round(self.deadline)))},
+            )
+
+    async def announced(self, url: str) -> SyncResult | None:
+        """A new-block announcement from `url`: its sync, or None if it is still running after
+        `deadline` seconds (it goes on in the background)."""
+        try:
+            return await self.sync_from(url, wait=self.deadline)
+        except TimeoutError:
+            logger.info("announcement sync continues url=%s", url)
+            return None
 
     async def _sync_quietly(self, url: str) -> SyncResult | None:
         try:
@@ -418,8 +495,8 @@ class Network:
             return None
 
     async def sync_all(self, extra: list[str] | None = None) -> list[SyncResult]:
-        """Health-check every peer (and the `extra` ledgers), then sync from those claiming
-        more work (most first)."""
+        """Health-check every peer (and the `extra` ledgers) and sync from those claiming more
+        work, all at once; the syncs that ended within `deadline` seconds."""
         assert self.client is not None
         client = self.client
         urls = self.book.urls() + (extra or [])
@@ -437,15 +514,41 @@ class Network:
             self.book.ok(url, status.height, status.tip, reset=status.chain_work <= ours)
             return status
 
-        statuses = [s for s in await asyncio.gather(*(check(u) for u in urls)) if s is not None]
-        results = []
-        for status in sorted(statuses, key=lambda s: s.chain_work, reverse=True):
-            if status.chain_work <= self.ledger.chain_work():
-                break
-            synced = await self._sync_quietly(status.url)
-            if synced is not None:
-                results.append(synced)
+        results: list[SyncResult] = []
+        leaders: dict[str, asyncio.Future[SyncResult]] = {}
+        """The first sync of this round toward each tip: others claiming it wait on it a bit."""
+
+        async def catch_up(url: str) -> None:
+            status = await check(url)
+            if status is None or status.chain_work <= self.ledger.chain_work():
+                return
+            leader = leaders.get(status.tip)
+            if leader is not None:  # the same chain from another peer: fetch it once
+                await asyncio.wait({leader}, timeout=self.settings.peer_timeout)
+                if status.chain_work <= self.ledger.chain_work():
+                    return
+            job = self.syncs.start(url, lambda: self._sync_and_record(url))
+            leaders.setdefault(status.tip, job)
+            try:
+                results.append(await asyncio.shield(job))
+            except PeerError as exc:
+                logger.info("sync failed url=%s error=%s", url, exc.message)
+
+        # One deadline for the round: a peer that is slow to answer or to sync is left to its
+        # own sync in the background (its own deadline, the book's rules), not waited for.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.deadline):
+                for outcome in await asyncio.gather(
+                    *(catch_up(u) for u in dict.fromkeys(urls)), return_exceptions=True
+                ):
+                    if isinstance(outcome, Exception):
+                        logger.error("sync round failed", exc_info=outcome)
         return results
+
+    async def resolve(self) -> list[SyncResult]:
+        """`/nodes/resolve` without `miner_node`: a round with every peer, or the one running
+        (so many requests cost the peers one round)."""
+        return await self.rounds.join("all", self.sync_all)
 
     def _penalise(self, url: str, exc: PeerError, *, keep: bool = False) -> None:
         """Count `exc` against peer `url` with its reason code (see PeerBook.failed)."""

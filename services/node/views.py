@@ -179,7 +179,7 @@ async def nodes(request: web.Request) -> web.Response:
 @routes.post("/nodes/resolve")
 async def nodes_resolve(request: web.Request) -> web.Response:
     """Consensus: with `miner_node` (JSON body or query), sync from the announcing node;
-    without, with every peer. Answers in the tutorial's words."""
+    without, with every peer. Answers in the tutorial's words, within the sync deadline."""
     announcement: dict[str, Any] = dict(request.query)
     if request.can_read_body:
         raw = await request.read()
@@ -192,15 +192,17 @@ async def nodes_resolve(request: web.Request) -> web.Response:
     ledger = _ledger(request)
     old_tip = ledger.tip_hash
     peer_error = None
+    finished = True
     if "miner_node" in announcement:
         url = normalize_peer_url(announcement["miner_node"])
+        network.admit_announcement(url, client_key(request))
         try:
             await network.policy.check_connect(url)
-            await network.sync_from(url)
+            finished = await network.announced(url) is not None
         except PeerError as exc:
             peer_error = exc.message
     else:
-        await network.sync_all()
+        await network.resolve()
     replaced = ledger.tip_hash != old_tip
     tip = ledger.tip_header().to_dict()
     body: dict[str, Any] = (
@@ -211,6 +213,8 @@ async def nodes_resolve(request: web.Request) -> web.Response:
     body["length"] = ledger.height
     if peer_error is not None:
         body["peer_error"] = peer_error
+    if not finished:
+        body["syncing"] = True
     return web.json_response(body)
 
 
