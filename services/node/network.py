@@ -399,6 +399,9 @@ class Network:
         except (ServiceError, PeerError) as exc:
             logger.info("bus block not fetched url=%s error=%s", url[:100], exc)
             return
+        if block_hash in self.ledger.refused:  # refused for good already: not worth a fetch
+            logger.debug("bus block refused before hash=%s url=%s", block_hash[:16], url)
+            return
         # Fetching waits on another node: never here, where the next message waits on us.
         queued = self.fetches.submit(block_hash, lambda: self._fetch_block(url, block_hash))
         if queued in ("full", "duplicate"):

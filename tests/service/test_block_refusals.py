@@ -321,3 +321,28 @@ async def test_a_weak_block_gossiped_on_the_bus_is_not_stored(
     assert ledger.height == 6
     after = child_block(await tip(ledger_client), miner=MINER.address)
     assert (await post(ledger_client, after))[0] == 201  # still accepting
+
+
+async def test_a_block_refused_before_is_not_fetched_from_the_bus(
+    ledger_client: TestClient, redis_url: str
+) -> None:
+    """A bus announcement of a block whose hash was refused for good is not worth a fetch:
+    the announcer is never asked for it, while a new block announced after it is fetched."""
+    await mine(ledger_client, MINER.address, 2)
+    parent = await tip(ledger_client)
+    refused = bad_pow(child_block(parent, miner=MINER.address))
+    assert (await post(ledger_client, refused))[1]["reason"] == "bad-pow"
+    fresh = child_block(parent, miner=test_key(7).address)
+    stub = await StubPeer([REGTEST.genesis], armed=True).start()
+    try:
+        async with Bus(redis_url, "regtest", "another-node/ledger") as bus:
+            await bus.publish(Kind.BLOCK, {"hash": refused.hash, "url": stub.url})
+            await bus.publish(Kind.BLOCK, {"hash": fresh.hash, "url": stub.url})
+            for _ in range(100):  # the listener takes messages in order: the second shows
+                if stub.count("GET", f"/blocks/{fresh.hash}"):  # it has read the first
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await stub.stop()
+    assert stub.count("GET", f"/blocks/{fresh.hash}") == 1
+    assert stub.count("GET", f"/blocks/{refused.hash}") == 0
