@@ -31,6 +31,9 @@ from services.miner.engine import Engine, Job
 
 logger = logging.getLogger(__name__)
 
+STALE_REASONS = frozenset({"low-work", "duplicate-block"})
+"""Refusals of a block the chain outran (or that came in another way first), not faults."""
+
 POLL = 0.01
 """Seconds between looks at the workers' results."""
 TX_DEBOUNCE = 1.0
@@ -189,7 +192,10 @@ class Miner:
             return
         reason = body.get("reason", "error") if isinstance(body, dict) else "error"
         self.stats.rejected[str(reason)] += 1
-        logger.warning("block rejected height=%d reason=%s", block.index, reason)
+        if reason in STALE_REASONS:  # the chain outran it: every miner loses such races
+            logger.info("block stale height=%d reason=%s", block.index, reason)
+        else:
+            logger.warning("block rejected height=%d reason=%s", block.index, reason)
 
     def _answer(self, block: Block, job_id: int) -> None:
         """Complete the oldest request made before this block's job started."""
