@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from services.cli import SERVICES
+from services.common.origins import AllowedHosts
 from services.common.settings import PREFIX, Settings
 from services.node.peers import PeerPolicy, normalize_peer_url
 from tests.deploy import compose
@@ -366,6 +367,10 @@ def test_each_ledger_asks_its_own_miner(nodes: dict[str, dict[str, App]]) -> Non
         url = urlsplit(ledger.settings.miner_internal_url)
         assert (url.hostname, url.port) == (miner.name, miner.settings.miner_port), (
             f"{ledger.name}: PYBTC_MINER_URL={ledger.settings.miner_internal_url}"
+        )
+        # ...and the miner answers to that name (every service answers only to its names)
+        assert AllowedHosts.from_settings(miner.settings).allows(url.hostname or ""), (
+            f"{miner.name} would answer 421 host-not-allowed to its ledger's GET /mine"
         )
 
 
