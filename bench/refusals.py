@@ -17,62 +17,25 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from pybtc import COIN, REGTEST, Block, BlockHeader, Transaction
-from pybtc.mining import build_block, mine_block
-from pybtc.pow import bits_to_target, hash_meets_target
+from pybtc import REGTEST, Block, BlockHeader, Transaction
+from pybtc.mining import mine_block
 from services.common.settings import Settings
 from services.node.app import create_app
-from tests.chainutil import test_key
+from tests.chainutil import bad_pow, block_at, test_key, unfunded_transfers
 
 MINER = test_key(0)
 SENDS = 5
 
 
-def transfers(count: int) -> list[Transaction]:
-    keys = [test_key(100 + i) for i in range(50)]
-    return [
-        Transaction.create(
-            keys[i % 50],
-            MINER.address,
-            COIN,
-            fee=1_000,
-            nonce=i // 50,
-            timestamp=0,
-            network_id=REGTEST.network_id,
-        )
-        for i in range(count)
-    ]
-
-
-def block_on(parent: BlockHeader, txs: list[Transaction], index: int | None = None) -> Block:
-    """A mined block on `parent`; at `index` instead of the next height if given (its coinbase
-    numbered for that height, so only the height is wrong)."""
-    built_on = parent if index is None else replace(parent, index=index - 1)
-    block = build_block(
-        REGTEST,
-        built_on,
-        bits=parent.bits,
-        transactions=txs,
-        miner_address=MINER.address,
-        timestamp=parent.timestamp + 1,
-    )
-    block = Block(replace(block.header, previous_hash=parent.hash), block.transactions)
-    mined = mine_block(block)
-    assert mined is not None
-    return mined
-
-
-def bad_pow(block: Block) -> Block:
-    target = bits_to_target(block.header.bits)
-    nonce = 0
-    while hash_meets_target(bytes.fromhex(block.with_nonce(nonce).hash), target):
-        nonce += 1
-    return block.with_nonce(nonce)
+def block_on(parent: BlockHeader, txs: Sequence[Transaction], index: int | None = None) -> Block:
+    """A mined block on `parent`; at `index` instead of the next height if given."""
+    height = parent.index + 1 if index is None else index
+    return block_at(parent, txs, index=height, miner=MINER.address)
 
 
 async def timed(client: TestClient, raw: bytes) -> tuple[int, str, float, float]:
@@ -105,7 +68,7 @@ async def main() -> None:
                 assert mined is not None
                 assert (await client.post("/mining/submit", json=mined.to_dict())).status == 201
                 parent = mined.header
-            big = transfers(1_999)
+            big = unfunded_transfers(1_999)
             cases = {
                 "big block, wrong height": block_on(parent, big, index=parent.index + 5),
                 "big block, bad proof of work": bad_pow(block_on(parent, big)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 from pybtc import (
@@ -23,6 +24,7 @@ from pybtc import (
 from pybtc.block import merkle_root
 from pybtc.encoding import sha256
 from pybtc.mining import build_block, mine_block
+from pybtc.pow import bits_to_target, hash_meets_target
 
 NOW = REGTEST.genesis.timestamp + 10_000
 """The clock the tests validate against: a little after genesis, so fixtures never depend on
@@ -129,3 +131,49 @@ def branch(parent: BlockHeader, count: int, *, miner: str | None = None) -> list
         blocks.append(child_block(parent, miner=miner))
         parent = blocks[-1].header
     return blocks
+
+
+def bad_pow(block: Block) -> Block:
+    """The block with a nonce whose header hash misses the target (everything else valid)."""
+    target = bits_to_target(block.header.bits)
+    nonce = 0
+    while hash_meets_target(bytes.fromhex(block.with_nonce(nonce).hash), target):
+        nonce += 1
+    return block.with_nonce(nonce)
+
+
+@cache
+def unfunded_transfers(count: int = 1_999) -> tuple[Transaction, ...]:
+    """`count` validly signed transfers to test key 0 whose senders (50 keys, nonces in order)
+    own nothing: what makes a block expensive to refuse (issue 16's big block)."""
+    keys = [test_key(100 + i) for i in range(50)]
+    return tuple(
+        Transaction.create(
+            keys[i % 50],
+            test_key(0).address,
+            COIN,
+            fee=1_000,
+            nonce=i // 50,
+            timestamp=0,
+            network_id=REGTEST.network_id,
+        )
+        for i in range(count)
+    )
+
+
+def block_at(
+    parent: BlockHeader, transactions: Sequence[Transaction], *, index: int, miner: str
+) -> Block:
+    """A mined block on `parent` claiming height `index` (its coinbase numbered for that
+    height, so that the height is all that is wrong when it is not parent + 1)."""
+    block = build_block(
+        REGTEST,
+        replace(parent, index=index - 1),
+        bits=parent.bits,
+        transactions=list(transactions),
+        miner_address=miner,
+        timestamp=parent.timestamp + 1,
+    )
+    mined = mine_block(Block(replace(block.header, previous_hash=parent.hash), block.transactions))
+    assert mined is not None
+    return mined

@@ -35,7 +35,7 @@ from aiohttp import web
 from pybtc import REGTEST, Block, Transaction
 from pybtc.mining import build_block, mine_block
 from pybtc.params import make_genesis
-from pybtc.pow import bits_to_target, block_work, hash_meets_target
+from pybtc.pow import block_work
 from tests.chainutil import remine, test_key
 from tests.service.ledgerutil import free_port
 
@@ -130,15 +130,6 @@ def other_genesis() -> Block:
     assert block is not None
     assert block.hash != REGTEST.genesis.hash
     return block
-
-
-def bad_pow(block: Block) -> Block:
-    """The block with a nonce whose header hash misses the target (everything else valid)."""
-    target = bits_to_target(block.header.bits)
-    nonce = 0
-    while hash_meets_target(bytes.fromhex(block.with_nonce(nonce).hash), target):
-        nonce += 1
-    return block.with_nonce(nonce)
 
 
 def broken_link(block: Block) -> Block:

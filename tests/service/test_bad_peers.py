@@ -37,7 +37,7 @@ from pybtc import DEVNET, Block
 from pybtc.mining import mine_block
 from services.common.settings import Settings
 from services.node.peers import PeerPolicy, PolicyResolver, address_class
-from tests.chainutil import test_key
+from tests.chainutil import bad_pow, test_key
 from tests.service.ledgerutil import LedgerNode, free_port
 from tests.service.stubpeers import (
     STUB_MINER,
@@ -46,7 +46,6 @@ from tests.service.stubpeers import (
     BlackHole,
     StubPeer,
     Tamper,
-    bad_pow,
     broken_link,
     build_chain,
     chain_work,

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from pybtc import COIN, REGTEST, Block, BlockHeader, Transaction
+from pybtc import REGTEST, Block, BlockHeader
 from pybtc.mining import build_block, mine_block
-from pybtc.pow import bits_to_target, hash_meets_target
 from services.common.bus import Bus, Kind
 from services.node.app import create_app
 from services.node.keys import LEDGER
 from services.node.ledger import Ledger
-from tests.chainutil import child_block, test_key
+from tests.chainutil import bad_pow, block_at, child_block, test_key, unfunded_transfers
 from tests.service.ledgerutil import ledger_settings, mine
 from tests.service.stubpeers import StubPeer
 
@@ -32,52 +30,17 @@ MINER = test_key(0)
 PATH = "/mining/submit"
 
 
-@cache
-def unfunded_transfers(count: int = 1_999) -> tuple[Transaction, ...]:
-    """`count` validly signed transfers whose senders own nothing (50 keys, nonces in order)."""
-    keys = [test_key(100 + i) for i in range(50)]
-    return tuple(
-        Transaction.create(
-            keys[i % 50],
-            MINER.address,
-            COIN,
-            fee=1_000,
-            nonce=i // 50,
-            timestamp=0,
-            network_id=REGTEST.network_id,
-        )
-        for i in range(count)
-    )
-
-
 def big_block(parent: BlockHeader, *, index: int | None = None) -> Block:
     """A mined block on `parent` carrying the unfunded transfers; at `index` instead of the
     next height if given (its coinbase numbered for that height: only the height is wrong)."""
-    built_on = parent if index is None else replace(parent, index=index - 1)
-    block = build_block(
-        REGTEST,
-        built_on,
-        bits=parent.bits,
-        transactions=unfunded_transfers(),
-        miner_address=MINER.address,
-        timestamp=parent.timestamp + 1,
-    )
-    return _mined(Block(replace(block.header, previous_hash=parent.hash), block.transactions))
+    height = parent.index + 1 if index is None else index
+    return block_at(parent, unfunded_transfers(), index=height, miner=MINER.address)
 
 
 def _mined(block: Block) -> Block:
     mined = mine_block(block)
     assert mined is not None
     return mined
-
-
-def bad_pow(block: Block) -> Block:
-    """`block` with a nonce whose hash misses the target."""
-    target = bits_to_target(block.header.bits)
-    nonce = 0
-    while hash_meets_target(bytes.fromhex(block.with_nonce(nonce).hash), target):
-        nonce += 1
-    return block.with_nonce(nonce)
 
 
 def ledger_of(client: TestClient) -> Ledger:
