@@ -1,0 +1,73 @@
+"""What a second attack on the issue 16 defences found, each hole as a test of the fix.
+
+How: real regtest ledgers on loopback (`LedgerNode`, the fixtures of `test_bad_peers.py`), the
+clients told apart by `X-Forwarded-For` through a trusted proxy (127.0.0.1), as in
+`test_hostile_peers.py`: that is how a node behind a reverse proxy sees the Internet.
+
+- One IPv6 client is its /64: a machine on the Internet is handed a /64 (at least) and may send
+  from any address in it, so quotas counted per address gave it 2**64 fresh ones (the
+  registration quota, the announcement quota, the bad-block quota, the request limits, the
+  faucet, and the peer book's count of peers per client).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import aiohttp
+import pytest
+
+from services.common.limits import client_of
+from tests.service import test_bad_peers
+from tests.service.ledgerutil import free_port
+from tests.service.test_bad_peers import StartNode
+from tests.service.test_hostile_peers import register_as
+
+http = test_bad_peers.http
+start_node = test_bad_peers.start_node
+
+PROXIED = {"trusted_proxies": "127.0.0.1", "peer_timeout": 3.0}
+
+
+@pytest.mark.parametrize(
+    ("address", "client"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::1", "::/64"),
+    ],
+)
+def test_a_client_is_an_ipv4_address_or_an_ipv6_64(address: str, client: str) -> None:
+    assert client_of(ipaddress.ip_address(address)) == client
+
+
+async def test_one_ipv6_client_cannot_escape_the_registration_quota(
+    start_node: StartNode, http: aiohttp.ClientSession
+) -> None:
+    """34 new peer URLs registered from 34 addresses of one /64: the 33rd on are 429
+    `register-rate-limited` (the burst is 32), as from one address; another /64 is not held
+    back, and an IPv4 client seen through a dual-stack socket is the same IPv4 client."""
+    node = await start_node(**PROXIED)
+    statuses = []
+    for i in range(34):
+        url = f"http://127.0.0.1:{free_port()}"  # closed: refused, but the quota is taken
+        status, body, _ = await register_as(http, node, url, f"2001:db8:1:2::{i + 1:x}")
+        statuses.append((status, body.get("reason")))
+    assert [s for s, _ in statuses[:32]] == [400] * 32, statuses
+    assert statuses[32:] == [(429, "register-rate-limited")] * 2, statuses
+    status, body, _ = await register_as(
+        http, node, f"http://127.0.0.1:{free_port()}", "2001:db8:1:3::1"
+    )
+    assert status == 400, body
+    assert body["reason"] != "register-rate-limited", body
+    for _ in range(32):
+        status, body, _ = await register_as(
+            http, node, f"http://127.0.0.1:{free_port()}", "198.51.100.7"
+        )
+        assert status == 400, body
+    status, body, _ = await register_as(
+        http, node, f"http://127.0.0.1:{free_port()}", "::ffff:198.51.100.7"
+    )
+    assert (status, body["reason"]) == (429, "register-rate-limited"), body
