@@ -48,6 +48,7 @@ from services.node.sync import Syncer, SyncResult
 logger = logging.getLogger(__name__)
 
 MAX_REGISTER_BATCH = 64
+UNREACHABLE = "peer-unreachable"
 REGISTER_LIMITED = "register-rate-limited"
 REGISTRATION_REASONS = (
     "self",
@@ -449,7 +450,10 @@ class Network:
             result = await self.syncer.sync_from(url)
         except PeerError as exc:
             if url in self.book:
-                self._penalise(url, exc)
+                # A peer that cannot be reached (down for a restart) is kept, as by a round's
+                # health check: else anyone announcing it a few times makes this node forget
+                # it. A slow one still counts: it may be claiming work it never delivers.
+                self._penalise(url, exc, keep=exc.reason == UNREACHABLE)
             raise
         if url in self.book:
             self.book.ok(url, result.peer_height, result.peer_tip or None)

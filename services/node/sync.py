@@ -87,7 +87,9 @@ class Syncer:
                 await self._sync(url, result)
         except TimeoutError:
             if not result.added:  # no progress at all: this peer is too slow
-                raise PeerError(url, f"sync took longer than {self.deadline:.0f}s") from None
+                raise PeerError(
+                    url, f"sync took longer than {self.deadline:.0f}s", reason="peer-timeout"
+                ) from None
             result.partial = True
         return result
 

@@ -8,6 +8,10 @@ clients told apart by `X-Forwarded-For` through a trusted proxy (127.0.0.1), as 
   from any address in it, so quotas counted per address gave it 2**64 fresh ones (the
   registration quota, the announcement quota, the bad-block quota, the request limits, the
   faucet, and the peer book's count of peers per client).
+- Unreachable is no fault, on every path: announcements naming a peer are not limited (an
+  honest peer announces each of its blocks), and each one's failed sync counted as a wrong
+  answer, so anyone could make a node forget a peer that was down for a restart, even one that
+  had delivered its blocks (and was protected from eviction).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import pytest
 from services.common.limits import client_of
 from tests.service import test_bad_peers
 from tests.service.ledgerutil import free_port
-from tests.service.test_bad_peers import StartNode
-from tests.service.test_hostile_peers import register_as
+from tests.service.stubpeers import StubPeer, build_chain
+from tests.service.test_bad_peers import NODE_SETTINGS, StartNode, StartStub, peers
+from tests.service.test_hostile_peers import ATTACKER, HONEST, register_as, wait_tip
 
 http = test_bad_peers.http
 start_node = test_bad_peers.start_node
+start_stub = test_bad_peers.start_stub
 
 PROXIED = {"trusted_proxies": "127.0.0.1", "peer_timeout": 3.0}
 
@@ -71,3 +77,31 @@ async def test_one_ipv6_client_cannot_escape_the_registration_quota(
         http, node, f"http://127.0.0.1:{free_port()}", "::ffff:198.51.100.7"
     )
     assert (status, body["reason"]) == (429, "register-rate-limited"), body
+
+
+async def test_announcing_a_peer_that_is_down_does_not_make_the_node_forget_it(
+    start_node: StartNode, start_stub: StartStub, http: aiohttp.ClientSession
+) -> None:
+    """A peer that delivered blocks goes down (a restart). Another client announces it twice
+    PYBTC_PEER_MAX_FAILURES times: each announcement's sync fails (`peer_error`), and the peer
+    stays in the book with what it delivered, as after a round's health check."""
+    node = await start_node(**PROXIED)
+    chain = build_chain(5)
+    honest = await start_stub(StubPeer(chain, armed=True))
+    status, body, _ = await register_as(http, node, honest.url, HONEST)
+    assert (status, body["added"]) == (201, [honest.url]), body
+    await wait_tip(http, node, chain[-1].hash)
+    await honest.stop()
+    for _ in range(2 * NODE_SETTINGS["peer_max_failures"]):
+        async with http.get(
+            f"{node.url}/nodes/resolve",
+            params={"miner_node": honest.url},
+            headers={"X-Forwarded-For": ATTACKER},
+        ) as resp:
+            answer = await resp.json()
+        assert resp.status == 200, answer
+        assert "peer_error" in answer, answer
+    book = await peers(http, node)
+    assert honest.url in book, book
+    assert book[honest.url]["delivered"] == len(chain) - 1, book[honest.url]
+    assert book[honest.url]["last_reason"] == "peer-unreachable", book[honest.url]
