@@ -13,7 +13,8 @@ added to `X-Forwarded-For` (the one the first trusted proxy saw). For each clien
 An IPv6 client is its /64 (`client_of`), not its address: a home or a server is handed a /64 at
 least and may use any address in it, so counting addresses would give one machine 2**64 fresh
 quotas. An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 client) is the IPv4
-client it maps.
+client it maps. Every loopback address (127.0.0.0/8, ::1) is one client, the machine itself: a
+program on it can send from any of 127.0.0.0/8.
 
 Clients in the networks of `PYBTC_CLIENT_EXEMPT` (default: loopback, so a node's own services
 and a laptop's user are never limited) pass untouched; 0 turns a limit off. At most
@@ -64,13 +65,17 @@ IPV6_CLIENT_PREFIX = 64
 """The IPv6 prefix one client is counted by (the smallest network a subscriber is handed)."""
 
 
+LOOPBACK_CLIENT = "loopback"
+
+
 def client_of(address: Address) -> str:
     """The key one client's limits and quotas are counted under (see the module docstring)."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
-    return str(address)
+            return client_of(address.ipv4_mapped)
+        if not address.is_loopback:
+            return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return LOOPBACK_CLIENT if address.is_loopback else str(address)
 
 
 def parse_address(text: str | None) -> Address | None:

@@ -7,7 +7,8 @@ clients told apart by `X-Forwarded-For` through a trusted proxy (127.0.0.1), as 
 - One IPv6 client is its /64: a machine on the Internet is handed a /64 (at least) and may send
   from any address in it, so quotas counted per address gave it 2**64 fresh ones (the
   registration quota, the announcement quota, the bad-block quota, the request limits, the
-  faucet, and the peer book's count of peers per client).
+  faucet, and the peer book's count of peers per client). Likewise every loopback address is the
+  one machine: a program on it can send from any address of 127.0.0.0/8.
 - Unreachable is no fault, on every path: announcements naming a peer are not limited (an
   honest peer announces each of its blocks), and each one's failed sync counted as a wrong
   answer, so anyone could make a node forget a peer that was down for a restart, even one that
@@ -42,7 +43,11 @@ PROXIED = {"trusted_proxies": "127.0.0.1", "peer_timeout": 3.0}
         ("::ffff:198.51.100.7", "198.51.100.7"),
         ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
         ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
-        ("::1", "::/64"),
+        ("::1", "loopback"),
+        ("127.0.0.1", "loopback"),
+        ("127.45.0.9", "loopback"),
+        ("::ffff:127.0.0.2", "loopback"),
+        ("::2", "::/64"),
     ],
 )
 def test_a_client_is_an_ipv4_address_or_an_ipv6_64(address: str, client: str) -> None:
@@ -77,6 +82,26 @@ async def test_one_ipv6_client_cannot_escape_the_registration_quota(
         http, node, f"http://127.0.0.1:{free_port()}", "::ffff:198.51.100.7"
     )
     assert (status, body["reason"]) == (429, "register-rate-limited"), body
+
+
+async def test_a_program_on_the_machine_is_one_client_whatever_its_loopback_address(
+    start_node: StartNode, http: aiohttp.ClientSession
+) -> None:
+    """34 new peer URLs registered from 34 source addresses of 127.0.0.0/8 (a real socket
+    bound to each): the 33rd on are 429 `register-rate-limited`, as from 127.0.0.1 alone."""
+    node = await start_node(peer_timeout=3.0)
+    statuses = []
+    for i in range(34):
+        connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{i + 2}", 0))
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.post(
+                f"{node.url}/nodes/register", json={"nodes": f"http://127.0.0.1:{free_port()}"}
+            ) as resp,
+        ):
+            statuses.append((resp.status, (await resp.json())["reason"]))
+    assert [s for s, _ in statuses[:32]] == [400] * 32, statuses
+    assert statuses[32:] == [(429, "register-rate-limited")] * 2, statuses
 
 
 async def test_announcing_a_peer_that_is_down_does_not_make_the_node_forget_it(
