@@ -13,21 +13,27 @@ clients told apart by `X-Forwarded-For` through a trusted proxy (127.0.0.1), as 
   honest peer announces each of its blocks), and each one's failed sync counted as a wrong
   answer, so anyone could make a node forget a peer that was down for a restart, even one that
   had delivered its blocks (and was protected from eviction).
+- Bad blocks cost their sender the same whichever way they come: a client announcing nodes
+  that are not peers, each serving a fresh invalid block (a fresh 0.9 MB one each time cost
+  the ledger 0.4 s of CPU, and /status waited up to 3.7 s), had only the announcement quota
+  (bursts of 20) where /mining/submit would have refused it after two; registering such
+  nodes as peers had only the registration quota (bursts of 32).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import aiohttp
 import pytest
 
 from services.common.limits import client_of
 from tests.service import test_bad_peers
-from tests.service.ledgerutil import free_port
-from tests.service.stubpeers import StubPeer, build_chain
+from tests.service.ledgerutil import LedgerNode, free_port
+from tests.service.stubpeers import StubPeer, build_chain, overpaying_coinbase
 from tests.service.test_bad_peers import NODE_SETTINGS, StartNode, StartStub, peers
-from tests.service.test_hostile_peers import ATTACKER, HONEST, register_as, wait_tip
+from tests.service.test_hostile_peers import ATTACKER, HONEST, register_as, wait_for, wait_tip
 
 http = test_bad_peers.http
 start_node = test_bad_peers.start_node
@@ -130,3 +136,79 @@ async def test_announcing_a_peer_that_is_down_does_not_make_the_node_forget_it(
     assert honest.url in book, book
     assert book[honest.url]["delivered"] == len(chain) - 1, book[honest.url]
     assert book[honest.url]["last_reason"] == "peer-unreachable", book[honest.url]
+
+
+async def announce_as(
+    http: aiohttp.ClientSession, node: LedgerNode, url: str, client: str
+) -> tuple[int, dict[str, Any]]:
+    """GET /nodes/resolve?miner_node=`url` from `client` (through the trusted proxy)."""
+    async with http.get(
+        f"{node.url}/nodes/resolve",
+        params={"miner_node": url},
+        headers={"X-Forwarded-For": client},
+    ) as resp:
+        assert resp.status < 500, await resp.text()
+        return resp.status, await resp.json()
+
+
+async def test_announcing_strangers_with_bad_blocks_meets_the_bad_block_quota(
+    start_node: StartNode, start_stub: StartStub, http: aiohttp.ClientSession
+) -> None:
+    """One client announces 20 nodes that are not peers (within its announcement burst), each
+    serving a fresh invalid block (a coinbase paying one unit too much) on a chain claiming
+    more work. The first two are fetched and refused, as two refused full-size blocks at
+    /mining/submit would be counted (PYBTC_BAD_BLOCK_BURST 20, 11 each); the others are 429
+    `too-many-bad-blocks` and never contacted. Another client's stranger is still synced."""
+    node = await start_node(**PROXIED)
+    liars = [
+        await start_stub(
+            StubPeer(build_chain(3, spacing=60 + i, tamper={2: overpaying_coinbase}), armed=True)
+        )
+        for i in range(20)
+    ]
+    answers = [await announce_as(http, node, liar.url, ATTACKER) for liar in liars]
+    assert [a[0] for a in answers[:2]] == [200, 200], answers[:2]
+    assert all("peer_error" in body for _, body in answers[:2]), answers[:2]
+    assert [a for a in answers[2:] if a[0] != 429] == [], answers
+    assert {body["reason"] for _, body in answers[2:]} == {"too-many-bad-blocks"}, answers
+    assert [liar.requests for liar in liars[2:]] == [[]] * 18
+    chain = build_chain(4)
+    honest = await start_stub(StubPeer(chain, armed=True))
+    status, body = await announce_as(http, node, honest.url, HONEST)
+    assert (status, body["length"]) == (200, len(chain)), body
+
+
+async def test_registering_peers_with_bad_blocks_meets_the_bad_block_quota(
+    start_node: StartNode, start_stub: StartStub, http: aiohttp.ClientSession
+) -> None:
+    """One client registers, one by one, nodes that pass the handshake and then serve a fresh
+    invalid block: each is synced from, refused and dropped. After two, that client's
+    registrations of new URLs are 429 `too-many-bad-blocks` and the liars are not contacted;
+    another client's registration is not held back."""
+    node = await start_node(**PROXIED)
+    liars = [
+        await start_stub(
+            StubPeer(build_chain(3, spacing=60 + i, tamper={2: overpaying_coinbase}), armed=True)
+        )
+        for i in range(6)
+    ]
+    statuses = []
+    for liar in liars:
+        status, body, _ = await register_as(http, node, liar.url, ATTACKER)
+        statuses.append((status, body.get("reason")))
+        if status == 201:
+            await wait_for(
+                lambda url=liar.url: dropped_now(http, node, url), "the liar to be dropped"
+            )
+    assert [s for s, _ in statuses[:2]] == [201, 201], statuses
+    assert statuses[2:] == [(429, "too-many-bad-blocks")] * 4, statuses
+    assert [liar.requests for liar in liars[2:]] == [[]] * 4
+    honest = await start_stub(StubPeer())
+    status, body, _ = await register_as(http, node, honest.url, HONEST)
+    assert (status, body["added"]) == (201, [honest.url]), body
+
+
+async def dropped_now(http: aiohttp.ClientSession, node: LedgerNode, url: str) -> bool:
+    async with http.get(f"{node.url}/nodes") as resp:
+        body = await resp.json()
+    return any(row["url"] == url for row in body["dropped"])
