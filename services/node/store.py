@@ -287,6 +287,13 @@ class Store:
         )
         return [(r[0], r[1], bool(r[2])) for r in rows]
 
+    def invalid_blocks(self) -> list[str]:
+        """Hashes of the stored blocks marked invalid, the first received first."""
+        rows = self.db.execute(
+            "SELECT hash FROM blocks WHERE invalid_reason IS NOT NULL ORDER BY received_at, seq"
+        )
+        return [r[0] for r in rows]
+
     def delete_blocks(self, hashes: list[str]) -> None:
         """Forget blocks off the main chain (their rows and any undo record)."""
         for block_hash in hashes:
