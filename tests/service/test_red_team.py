@@ -20,12 +20,13 @@ clients told apart by `X-Forwarded-For` through a trusted proxy (127.0.0.1), as 
   nodes as peers had only the registration quota (bursts of 32).
 - Blocks found invalid when connected (on the tip: an unfunded transfer is checked only then)
   were stored for good, about 0.93 MB each for 1,999 transfers: 28 of them made a database
-  of 4 MB weigh 31 MB. Now only the last few are kept.
+  of 4 MB weigh 31 MB. Now only the last few are kept. The reorg log had no bound either.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,6 +37,7 @@ from pybtc import REGTEST
 from pybtc.mining import build_block
 from services.common.limits import client_of
 from services.node.sidebranches import INVALID_KEPT
+from services.node.store import REORGS_KEPT, Store
 from tests.service import test_bad_peers
 from tests.service.ledgerutil import LedgerNode, free_port
 from tests.service.stubpeers import StubPeer, build_chain, overpaying_coinbase
@@ -263,3 +265,17 @@ async def test_blocks_found_invalid_on_the_tip_are_not_kept_without_bound(
     assert (status, body["reason"]) == (400, "insufficient-funds"), body
     assert (await ledger_client.get(f"/blocks/{blocks[0].hash}")).status == 404
     assert ledger_of(ledger_client).store.invalid_blocks() == [b.hash for b in blocks[2:]]
+
+
+def test_the_reorg_log_is_bounded(tmp_path: Path) -> None:
+    """Two branches taking the tip in turn, each one block ahead (next to free on regtest), log
+    a reorg each time: the ledger's SQLite keeps the last REORGS_KEPT, newest first."""
+    store = Store(tmp_path / "ledger.sqlite3")
+    try:
+        with store.transaction():
+            for i in range(REORGS_KEPT + 3):
+                store.log_reorg(i, 1, 1, f"{i:064x}", f"{i + 1:064x}", [], [])
+        assert store.db.execute("SELECT COUNT(*) FROM reorgs").fetchone()[0] == REORGS_KEPT
+        assert [r["at"] for r in store.reorgs(2)] == [REORGS_KEPT + 2, REORGS_KEPT + 1]
+    finally:
+        store.close()
