@@ -41,7 +41,7 @@ from services.common.web import ServiceError
 from services.node.announce import Announcer
 from services.node.jobs import BoundedQueue, Coalesced
 from services.node.ledger import BlockResult, Ledger, TxResult
-from services.node.peer_client import PeerClient, PeerError, PeerStatus, check_hash
+from services.node.peer_client import BAD_BLOCK, PeerClient, PeerError, PeerStatus, check_hash
 from services.node.peers import CONFIG, PeerBook, PeerPolicy, PolicyResolver, normalize_peer_url
 from services.node.refusals import COST_BYTES
 from services.node.sync import Syncer, SyncResult
@@ -67,7 +67,7 @@ MAX_STRANGER_SYNCS = 16
 """Syncs at once with nodes that announced themselves and are not peers: strangers can never
 take the connections and the time this node's peers need."""
 MAX_ANNOUNCERS = 64
-"""Clients remembered per stranger sync, to be charged if it ends in invalid data."""
+"""Clients remembered per stranger sync, to be charged if it ends in a bad block."""
 BUS_FETCHES = 4
 """Blocks announced on the bus fetched at once, ..."""
 BUS_BACKLOG = 64
@@ -134,10 +134,10 @@ class Network:
         """How long one sync, one round of syncs or an announcement's answer may take."""
         self.bad_blocks: ClientQuota | None = None
         """The app's quota of refused blocks per client (/mining/submit's): a sync that ends in
-        invalid data is charged, as a refused full-size block, to the clients that announced
-        that node (not a peer) or to the one that registered it (a peer), so announcing or
-        registering liars is no cheaper a way to make this node check bad blocks than handing
-        them in."""
+        a block that breaks a rule is charged, as a refused full-size block, to the clients
+        that announced that node (not a peer) or to the one that registered it (a peer), so
+        announcing or registering liars is no cheaper a way to make this node check bad blocks
+        than handing them in."""
         self.bad_sync_cost = 1 + settings.max_body_bytes // COST_BYTES
         self.announcers: dict[str, set[str]] = {}
         """The clients that announced each stranger (not a peer) since its sync began."""
@@ -232,7 +232,7 @@ class Network:
                 candidates.append(url)
         limited: list[str] = []
         if client is not None and counted and candidates and self.bad_blocks is not None:
-            self.bad_blocks.check(client)  # the peers it registered sent invalid data lately
+            self.bad_blocks.check(client)  # the peers it registered sent bad blocks lately
         if client is not None and counted and candidates:
             candidates, limited = self._within_quota(client, candidates, outcome)
         results = await asyncio.gather(*(self._handshake(url) for url in candidates))
@@ -465,7 +465,7 @@ class Network:
             result = await self.syncer.sync_from(url)
         except PeerError as exc:
             announcers |= self.announcers.pop(url, set())
-            if exc.invalid:
+            if exc.reason == BAD_BLOCK:  # never an honest race, unlike a page that changed
                 self._charge_bad_sync(url, announcers)
             if url in self.book:
                 # A peer that cannot be reached (down for a restart) is kept, as by a round's
@@ -486,7 +486,8 @@ class Network:
         return result
 
     def _charge_bad_sync(self, url: str, announcers: set[str]) -> None:
-        """A sync with `url` ended in invalid data: charge whoever made this node contact it
+        """A sync with `url` ended in a block that breaks a rule: charge whoever made this node
+        contact it
         (the clients that announced a stranger, or the one that registered a peer) as for a
         refused full-size block."""
         if self.bad_blocks is None:
