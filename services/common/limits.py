@@ -10,6 +10,12 @@ added to `X-Forwarded-For` (the one the first trusted proxy saw). For each clien
 - the connections it has open that have sent a request: at most `PYBTC_CLIENT_CONNECTIONS`;
   a request on one more is refused 429 `too-many-connections` and that connection closed.
 
+An IPv6 client is its /64 (`client_of`), not its address: a home or a server is handed a /64 at
+least and may use any address in it, so counting addresses would give one machine 2**64 fresh
+quotas. An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 client) is the IPv4
+client it maps. Every loopback address (127.0.0.0/8, ::1) is one client, the machine itself: a
+program on it can send from any of 127.0.0.0/8.
+
 Clients in the networks of `PYBTC_CLIENT_EXEMPT` (default: loopback, so a node's own services
 and a laptop's user are never limited) pass untouched; 0 turns a limit off. At most
 `MAX_CLIENTS` clients are remembered, the least recently seen forgotten first.
@@ -53,6 +59,23 @@ def parse_networks(text: str, what: str) -> tuple[Network, ...]:
         return tuple(ipaddress.ip_network(n.strip()) for n in text.split(",") if n.strip())
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
+
+
+IPV6_CLIENT_PREFIX = 64
+"""The IPv6 prefix one client is counted by (the smallest network a subscriber is handed)."""
+
+
+LOOPBACK_CLIENT = "loopback"
+
+
+def client_of(address: Address) -> str:
+    """The key one client's limits and quotas are counted under (see the module docstring)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return client_of(address.ipv4_mapped)
+        if not address.is_loopback:
+            return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return LOOPBACK_CLIENT if address.is_loopback else str(address)
 
 
 def parse_address(text: str | None) -> Address | None:
@@ -153,7 +176,7 @@ class ClientLimits:
         if self.rate or self.connections:
             address = self.client_address(request)
             if address is None or address_class(address) not in self.exempt:
-                self.check(str(address), request.transport)
+                self.check(client_of(address) if address is not None else "?", request.transport)
         return await handler(request)
 
 
@@ -165,7 +188,7 @@ def client_key(request: web.Request) -> str:
     client): the key of per-client quotas (`services.common.quota`)."""
     limits = request.app.get(LIMITS)
     address = limits.client_address(request) if limits is not None else None
-    return str(address) if address is not None else (request.remote or "?")
+    return client_of(address) if address is not None else (request.remote or "?")
 
 
 def require_operator(request: web.Request, settings: Settings) -> None:

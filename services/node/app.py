@@ -111,6 +111,7 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _network_ctx(app: web.Application) -> AsyncIterator[None]:
     network = Network(app[SETTINGS], app[LEDGER], app[ANNOUNCER], app[CLOCK])
+    network.bad_blocks = app[BAD_BLOCKS]
     app[NETWORK] = network
     await network.start(app[BUS], app[TASKS])
     app[MINE_DESK] = MineDesk(app[SETTINGS], app[LEDGER])

@@ -53,7 +53,13 @@ from pybtc.validation import (
 )
 from services.common.web import ServiceError
 from services.node.refusals import RefusedBlocks
-from services.node.sidebranches import PRUNE_DEPTH, PRUNE_GRACE, note_stored, prune
+from services.node.sidebranches import (
+    PRUNE_DEPTH,
+    PRUNE_GRACE,
+    note_stored,
+    prune,
+    prune_invalid,
+)
 from services.node.store import Store
 
 logger = logging.getLogger(__name__)
@@ -332,6 +338,7 @@ class Ledger:
             with self.store.transaction():
                 self._mark_invalid(bad.block_hash, bad.error.reason)
             self.refused.remember(bad.block_hash, bad.error)
+            prune_invalid(self.store)
             raise bad.error from None
         if change.is_reorg:
             logger.warning(

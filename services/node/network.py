@@ -41,13 +41,15 @@ from services.common.web import ServiceError
 from services.node.announce import Announcer
 from services.node.jobs import BoundedQueue, Coalesced
 from services.node.ledger import BlockResult, Ledger, TxResult
-from services.node.peer_client import PeerClient, PeerError, PeerStatus, check_hash
+from services.node.peer_client import BAD_BLOCK, PeerClient, PeerError, PeerStatus, check_hash
 from services.node.peers import CONFIG, PeerBook, PeerPolicy, PolicyResolver, normalize_peer_url
+from services.node.refusals import COST_BYTES
 from services.node.sync import Syncer, SyncResult
 
 logger = logging.getLogger(__name__)
 
 MAX_REGISTER_BATCH = 64
+UNREACHABLE = "peer-unreachable"
 REGISTER_LIMITED = "register-rate-limited"
 REGISTRATION_REASONS = (
     "self",
@@ -64,6 +66,8 @@ SYNC_DEADLINE_TIMEOUTS = 3
 MAX_STRANGER_SYNCS = 16
 """Syncs at once with nodes that announced themselves and are not peers: strangers can never
 take the connections and the time this node's peers need."""
+MAX_ANNOUNCERS = 64
+"""Clients remembered per stranger sync, to be charged if it ends in a bad block."""
 BUS_FETCHES = 4
 """Blocks announced on the bus fetched at once, ..."""
 BUS_BACKLOG = 64
@@ -128,6 +132,15 @@ class Network:
         )
         self.deadline = SYNC_DEADLINE_TIMEOUTS * settings.peer_timeout
         """How long one sync, one round of syncs or an announcement's answer may take."""
+        self.bad_blocks: ClientQuota | None = None
+        """The app's quota of refused blocks per client (/mining/submit's): a sync that ends in
+        a block that breaks a rule is charged, as a refused full-size block, to the clients
+        that announced that node (not a peer) or to the one that registered it (a peer), so
+        announcing or registering liars is no cheaper a way to make this node check bad blocks
+        than handing them in."""
+        self.bad_sync_cost = 1 + settings.max_body_bytes // COST_BYTES
+        self.announcers: dict[str, set[str]] = {}
+        """The clients that announced each stranger (not a peer) since its sync began."""
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self, bus: Bus | None, tasks: Supervisor | None = None) -> None:
@@ -218,6 +231,8 @@ class Network:
             else:
                 candidates.append(url)
         limited: list[str] = []
+        if client is not None and counted and candidates and self.bad_blocks is not None:
+            self.bad_blocks.check(client)  # the peers it registered sent bad blocks lately
         if client is not None and counted and candidates:
             candidates, limited = self._within_quota(client, candidates, outcome)
         results = await asyncio.gather(*(self._handshake(url) for url in candidates))
@@ -445,11 +460,18 @@ class Network:
     async def _sync_and_record(self, url: str) -> SyncResult:
         """One sync with `url`: counted in the peer book, what it added announced."""
         assert self.syncer is not None
+        announcers = self.announcers.pop(url, set())
         try:
             result = await self.syncer.sync_from(url)
         except PeerError as exc:
+            announcers |= self.announcers.pop(url, set())
+            if exc.reason == BAD_BLOCK:  # never an honest race, unlike a page that changed
+                self._charge_bad_sync(url, announcers)
             if url in self.book:
-                self._penalise(url, exc)
+                # A peer that cannot be reached (down for a restart) is kept, as by a round's
+                # health check: else anyone announcing it a few times makes this node forget
+                # it. A slow one still counts: it may be claiming work it never delivers.
+                self._penalise(url, exc, keep=exc.reason == UNREACHABLE)
             raise
         if url in self.book:
             self.book.ok(url, result.peer_height, result.peer_tip or None)
@@ -463,23 +485,42 @@ class Network:
             )
         return result
 
+    def _charge_bad_sync(self, url: str, announcers: set[str]) -> None:
+        """A sync with `url` ended in a block that breaks a rule: charge whoever made this node
+        contact it
+        (the clients that announced a stranger, or the one that registered a peer) as for a
+        refused full-size block."""
+        if self.bad_blocks is None:
+            return
+        registrant = self.book.added_by(url)
+        clients = announcers if registrant is None else {registrant} - {CONFIG}
+        for client in clients:
+            self.bad_blocks.charge(client, self.bad_sync_cost)
+
     def admit_announcement(self, url: str, client: str) -> None:
         """Count an announcement naming `url` from `client`; 429 past the client's quota, or
         when too many strangers are being synced. Announcements naming a peer always pass."""
         if url in self.book:
             return
+        if self.bad_blocks is not None:
+            self.bad_blocks.check(client)  # its strangers sent invalid blocks lately
         self.announce_quota.take(client)
-        if url in self.syncs:
-            return  # joins the sync running with it
-        strangers = sum(1 for running in self.syncs.running if running not in self.book)
-        if strangers >= MAX_STRANGER_SYNCS:
-            raise ServiceError(
-                429,
-                "too-many-announcements",
-                f"{strangers} announced nodes that are not peers are being synced from; "
-                f"try again in {self.deadline:.0f} s",
-                headers={"Retry-After": str(max(1, round(self.deadline)))},
-            )
+        if url not in self.syncs:  # else it joins the sync running with it
+            strangers = sum(1 for running in self.syncs.running if running not in self.book)
+            if strangers >= MAX_STRANGER_SYNCS:
+                raise ServiceError(
+                    429,
+                    "too-many-announcements",
+                    f"{strangers} announced nodes that are not peers are being synced from; "
+                    f"try again in {self.deadline:.0f} s",
+                    headers={"Retry-After": str(max(1, round(self.deadline)))},
+                )
+        announcers = self.announcers.pop(url, set())
+        if len(announcers) < MAX_ANNOUNCERS:
+            announcers.add(client)
+        self.announcers[url] = announcers  # the most recent last
+        while len(self.announcers) > 4 * MAX_STRANGER_SYNCS:  # a sync never started: forget
+            del self.announcers[next(iter(self.announcers))]
 
     async def announced(self, url: str) -> SyncResult | None:
         """A new-block announcement from `url`: its sync, or None if it is still running after

@@ -243,6 +243,11 @@ class PeerBook:
     def __len__(self) -> int:
         return int(self.store.db.execute("SELECT COUNT(*) FROM peers").fetchone()[0])
 
+    def added_by(self, url: str) -> str | None:
+        """The client that registered peer `url` (CONFIG: this node's settings), if a peer."""
+        row = self.store.db.execute("SELECT added_by FROM peers WHERE url = ?", (url,)).fetchone()
+        return None if row is None else str(row[0])
+
     def add(self, url: str, added_by: str = CONFIG) -> bool:
         """Add a peer; False if it was known already."""
         with self.store.transaction():

@@ -25,6 +25,11 @@ from collections import OrderedDict
 from pybtc import Reason, ValidationError
 from pybtc.errors import BlockError
 
+COST_BYTES = 100_000
+"""A refused block counts 1 against the client that sent it (the BAD_BLOCKS quota), plus 1 for
+each whole this many bytes of it (unless it was answered from this memory, which costs next to
+nothing)."""
+
 REFUSALS_KEPT = 4_096
 """Refused block hashes remembered (the least recently seen forgotten first): about 1 MB."""
 

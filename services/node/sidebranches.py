@@ -9,6 +9,12 @@ ago (a sync may still be fetching the branch). A reorg deeper than that is done 
 which fetches the branch again. The main chain, and the undo data of its blocks, are never
 touched: a side block's descendants are all side blocks.
 
+Blocks found invalid when connected (a transfer its sender cannot pay, say: checked only then)
+are side blocks too, but on top of the tip, where depth never prunes them while the tip stands
+still; each can be a megabyte. At most `INVALID_KEPT` are kept (for `/blocks/{hash}` and the
+explorer), the first received deleted first with their descendants; the same block sent again
+is refused from the ledger's memory of refusals.
+
 The meta key `pruned_below` is the lowest height that may still hold an unpruned side block,
 so each pass scans only the heights that went below the limit since the last one.
 """
@@ -25,6 +31,27 @@ PRUNE_DEPTH = 100
 """Side branches forking more than this many blocks below the tip are deleted."""
 PRUNE_GRACE = 600
 """Seconds a side block is kept whatever its depth: a sync may be fetching its branch."""
+
+
+INVALID_KEPT = 16
+"""Stored blocks marked invalid kept at most (the first received deleted first)."""
+
+
+def prune_invalid(store: Store, keep: int = INVALID_KEPT) -> int:
+    """Delete the first received invalid blocks, with their descendants, until at most `keep`
+    are stored; returns how many blocks were deleted."""
+    invalid = store.invalid_blocks()
+    deleted = 0
+    with store.transaction():
+        for block_hash in invalid[: max(0, len(invalid) - keep)]:
+            subtree = store.subtree(block_hash)  # empty: deleted with an ancestor already
+            if any(main for _, _, main in subtree):  # pragma: no cover - cannot be; never risk it
+                continue
+            store.delete_blocks([h for h, _, _ in subtree])
+            deleted += len(subtree)
+    if deleted:
+        logger.info("invalid blocks pruned count=%d kept=%d", deleted, keep)
+    return deleted
 
 
 def pruned_below(store: Store) -> int:

@@ -114,6 +114,9 @@ class PendingTx:
 
 
 HEADER_CACHE = 2_048
+REORGS_KEPT = 1_000
+"""Reorgs remembered for GET /reorgs and the explorer (the oldest forgotten first): a tip that
+two branches take in turn, each one block ahead (next to free on regtest), logs one a time."""
 """Headers kept in memory by `Store.get_header` (about 0.5 MB)."""
 
 
@@ -286,6 +289,13 @@ class Store:
             (block_hash,),
         )
         return [(r[0], r[1], bool(r[2])) for r in rows]
+
+    def invalid_blocks(self) -> list[str]:
+        """Hashes of the stored blocks marked invalid, the first received first."""
+        rows = self.db.execute(
+            "SELECT hash FROM blocks WHERE invalid_reason IS NOT NULL ORDER BY received_at, seq"
+        )
+        return [r[0] for r in rows]
 
     def delete_blocks(self, hashes: list[str]) -> None:
         """Forget blocks off the main chain (their rows and any undo record)."""
@@ -566,7 +576,9 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (at, depth, fork_height, old_tip, new_tip, json.dumps(requeued), json.dumps(dropped)),
         )
-        return int(cursor.lastrowid or 0)
+        reorg_id = int(cursor.lastrowid or 0)
+        self.db.execute("DELETE FROM reorgs WHERE id <= ?", (reorg_id - REORGS_KEPT,))
+        return reorg_id
 
     def record_fate(
         self,

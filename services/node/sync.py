@@ -29,7 +29,7 @@ from pybtc import Block, BlockHeader, Reason, ValidationError
 from pybtc.pow import block_work
 from pybtc.validation import validate_header
 from services.node.ledger import BlockResult, Ledger
-from services.node.peer_client import BLOCKS_PAGE, HEADERS_PAGE, PeerClient, PeerError
+from services.node.peer_client import BAD_BLOCK, BLOCKS_PAGE, HEADERS_PAGE, PeerClient, PeerError
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,9 @@ class Syncer:
                 await self._sync(url, result)
         except TimeoutError:
             if not result.added:  # no progress at all: this peer is too slow
-                raise PeerError(url, f"sync took longer than {self.deadline:.0f}s") from None
+                raise PeerError(
+                    url, f"sync took longer than {self.deadline:.0f}s", reason="peer-timeout"
+                ) from None
             result.partial = True
         return result
 
@@ -140,7 +142,9 @@ class Syncer:
             self.ledger.log_rejection(
                 int(self.clock()), "block", block.hash, str(exc.reason), exc.message, url
             )
-            raise PeerError(url, f"sent an invalid block: {exc}", invalid=True) from None
+            raise PeerError(
+                url, f"sent an invalid block: {exc}", invalid=True, reason=BAD_BLOCK
+            ) from None
 
     async def _fork_point(self, url: str, height: int) -> BlockHeader:
         """The highest block of the peer's main chain that we know."""

@@ -22,6 +22,7 @@ from services.node.keys import BAD_BLOCKS, CLOCK, LEDGER, MINE_DESK, NETWORK, SE
 from services.node.ledger import Ledger
 from services.node.peer_client import PeerError
 from services.node.peers import normalize_peer_url
+from services.node.refusals import COST_BYTES
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -32,9 +33,6 @@ TOO_MANY_BAD_BLOCKS = "too-many-bad-blocks"
 UNCOUNTED_REFUSALS = frozenset({"duplicate-block", "low-work"})
 """Refused blocks that an honest miner sends too (a retry, a block the chain outran), answered
 before any transaction is decoded: not counted against the client."""
-COST_BYTES = 100_000
-"""A refused block counts 1 against its client, plus 1 for each whole this many bytes of it
-(unless it was answered from the memory of refusals, which costs next to nothing)."""
 
 
 def _ledger(request: web.Request) -> Ledger:

@@ -18,7 +18,7 @@ from aiohttp import web
 from pybtc import COIN, AddressError, Transaction, address_from_public_key, decode_address
 from pybtc.errors import ValidationError
 from services.common.ledger_client import LedgerClient
-from services.common.limits import LIMITS, require_operator
+from services.common.limits import client_key, require_operator
 from services.common.pages import BROADCASTER, LEDGER, SETTINGS, is_hash
 from services.common.web import ServiceError, query_int, read_json_object
 from services.wallet.csrf import csrf_token
@@ -222,8 +222,7 @@ async def api_faucet(request: web.Request) -> web.Response:
         raise ServiceError(400, "bad-address", 'send {"address": "P..."}')
     _address(address)
     try:
-        client = request.app[LIMITS].client_address(request)
-        tx = await request.app[FAUCET].pay(address, str(client or "?"))
+        tx = await request.app[FAUCET].pay(address, client_key(request))
     except RateLimitedError as exc:
         return web.json_response(
             exc.to_dict(), status=429, headers={"Retry-After": str(exc.retry_after)}
