@@ -111,6 +111,9 @@ class Network:
             setting="PYBTC_PEER_REGISTER_RATE, PYBTC_PEER_REGISTER_BURST",
         )
         self.session: aiohttp.ClientSession | None = None
+        self.gossip_session: aiohttp.ClientSession | None = None
+        self.gossip: PeerClient | None = None
+        """The client of what this node tells its peers without waiting for an answer."""
         self.client: PeerClient | None = None
         self.syncer: Syncer | None = None
         self.tasks = Supervisor("ledger")
@@ -146,14 +149,12 @@ class Network:
     async def start(self, bus: Bus | None, tasks: Supervisor | None = None) -> None:
         if tasks is not None:
             self.tasks = tasks
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=PolicyResolver(self.policy)),
-            timeout=aiohttp.ClientTimeout(total=self.settings.peer_timeout),
-            headers={"User-Agent": "pyBTC-ledger"},
-        )
-        self.client = PeerClient(
-            self.session, self.policy, self.ledger.params, timeout=self.settings.peer_timeout
-        )
+        self.session, self.client = self._peer_client()
+        # What this node tells its peers (relays, tip announcements, registrations passed on)
+        # is fire and forget, one request per peer per event: peers that never answer can hold
+        # every connection of a pool until their timeouts, so it has a pool of its own, and
+        # the syncs and handshakes that need answers never wait for one.
+        self.gossip_session, self.gossip = self._peer_client()
         self.syncer = Syncer(self.ledger, self.client, self.clock, deadline=self.deadline)
         if bus is not None:
             self.tasks.run("bus gossip", lambda: self._listen(bus))
@@ -161,10 +162,22 @@ class Network:
         self.spawn(self._start_up(initial), "start-up sync")
         self.tasks.run("periodic sync", self._periodic)
 
+    def _peer_client(self) -> tuple[aiohttp.ClientSession, PeerClient]:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=PolicyResolver(self.policy)),
+            timeout=aiohttp.ClientTimeout(total=self.settings.peer_timeout),
+            headers={"User-Agent": "pyBTC-ledger"},
+        )
+        client = PeerClient(
+            session, self.policy, self.ledger.params, timeout=self.settings.peer_timeout
+        )
+        return session, client
+
     async def close(self) -> None:
-        await self.tasks.close()  # before the session its tasks use
-        if self.session is not None:
-            await self.session.close()
+        await self.tasks.close()  # before the sessions its tasks use
+        for session in (self.session, self.gossip_session):
+            if session is not None:
+                await session.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
         """Run `coro` once in the background; log (never raise) what goes wrong."""
@@ -306,8 +319,8 @@ class Network:
 
     async def _spread(self, added: list[str]) -> None:
         """Register back with each new peer, and tell the other peers about them."""
-        assert self.client is not None
-        client = self.client
+        assert self.gossip is not None
+        client = self.gossip
         others = [u for u in self.book.urls() if u not in added]
 
         async def post(url: str, nodes: object) -> None:
@@ -359,16 +372,16 @@ class Network:
                 self.spawn(self._announce(url, announcement), "announce block")
 
     async def _relay(self, url: str, path: str, body: dict[str, Any]) -> None:
-        assert self.client is not None
+        assert self.gossip is not None
         try:
-            await self.client.post(url, path, body, expect=(201, 400, 409, 503))
+            await self.gossip.post(url, path, body, expect=(201, 400, 409, 503))
         except PeerError as exc:
             logger.info("relay failed url=%s error=%s", url, exc.message)
 
     async def _announce(self, url: str, announcement: dict[str, Any]) -> None:
-        assert self.client is not None
+        assert self.gossip is not None
         try:
-            await self.client.announce(url, announcement)
+            await self.gossip.announce(url, announcement)
         except PeerError as exc:
             logger.info("announcement failed url=%s error=%s", url, exc.message)
 

@@ -333,3 +333,46 @@ async def test_bus_block_fetches_are_few_at_once_and_one_per_hash(
         answer = await call(http, "GET", f"{node.url}/status", bound=1.0)
         assert answer.status == 200, answer.body
         assert hole.connections == BUS_FETCHES, hole.connections
+
+
+class DeafStub(StubPeer):
+    """A stub that shakes hands like a ledger but never answers a block announcement (the
+    tutorial's GET /nodes/resolve) until it stops."""
+
+    async def _resolve(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path_qs))
+        await self._stopping.wait()
+        return web.Response(status=204)
+
+
+async def test_gossip_to_deaf_peers_never_holds_a_sync(
+    start_node: StartNode, stubs: list[Any], http: aiohttp.ClientSession
+) -> None:
+    """30 registered peers that never answer the node's block announcements, and 8 blocks
+    mined meanwhile: 240 announcements hang, each until its peer_timeout. An honest node's
+    announcement is still synced from at once: what the node says to its peers (fire and
+    forget) never takes the connections its syncs need."""
+    timeout = 6.0
+    node = await start_node(peer_timeout=timeout)
+    deaf = [await start(stubs, DeafStub([REGTEST.genesis])) for _ in range(30)]
+    added = await call(
+        http, "POST", f"{node.url}/nodes/register", json={"nodes": [s.url for s in deaf]}
+    )
+    assert len(added.body["added"]) == 30, added.body
+    for _ in range(8):
+        template = await call(http, "GET", f"{node.url}/mining/template?address={MINER.address}")
+        block = mine_block(Block.from_dict(template.body["block"]))
+        assert block is not None
+        answer = await call(http, "POST", f"{node.url}/mining/submit", json=block.to_dict())
+        assert answer.status == 201, answer.body
+    for _ in range(100):  # every deaf peer has been told of at least one block
+        if all(s.count("GET", "/nodes/resolve") for s in deaf):
+            break
+        await asyncio.sleep(0.05)
+    honest_chain = build_chain(14, spacing=61)
+    honest = await start(stubs, StubPeer(honest_chain, armed=True))
+    answer = await announce(http, node, honest.url)
+    assert answer.body["message"] == "Our chain was replaced", answer.body
+    assert answer.body["new_chain"][0]["hash"] == honest_chain[-1].hash
+    # it waited for no announcement to time out (a sync of 12 blocks takes a fraction of this)
+    assert answer.seconds < timeout / 3, answer
