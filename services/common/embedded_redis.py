@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import IO, Self
 from urllib.parse import quote
 
-from services.common.redis_auth import redacted_url
+from services.common.redis_auth import redacted_url, server_config
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ class EmbeddedRedis:
         )
         if process.stdin is not None:
             with process.stdin:
-                process.stdin.write(f"requirepass {self.password}\n".encode())
+                process.stdin.write(server_config(self.password).encode())
         self._process = process
         deadline = time.monotonic() + self.start_timeout
         while True:

@@ -2,7 +2,10 @@
 
 `pybtc up` gives its embedded Redis (services/common/embedded_redis.py) the password kept in
 `<data dir>/redis/password`, so that only the node's own services, which get it inside
-PYBTC_REDIS_URL, can publish on the bus (DESIGN.md §6).
+PYBTC_REDIS_URL, can publish on the bus (DESIGN.md §6). Even they get no command that
+reconfigures the server or writes files where it is told (`DISABLED_COMMANDS`): with CONFIG
+and SAVE, or REPLICAOF and MODULE, whoever has the password could write files as the node's
+user or load code into the server; the bus needs none of them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,27 @@ from urllib.parse import urlsplit, urlunsplit
 logger = logging.getLogger(__name__)
 
 PASSWORD_FILENAME = "password"  # noqa: S105 - a file name, not a password
+
+DISABLED_COMMANDS = (
+    "CONFIG",
+    "DEBUG",
+    "MODULE",
+    "REPLICAOF",
+    "SLAVEOF",
+    "MIGRATE",
+    "SAVE",
+    "BGSAVE",
+    "BGREWRITEAOF",
+    "ACL",
+)
+"""Renamed to nothing in every bus Redis pyBTC starts (and in the compose stack's)."""
+
+
+def server_config(password: str) -> str:
+    """The config a bus redis-server reads from stdin: the password, the commands it lacks."""
+    lines = [f"requirepass {password}"]
+    lines += [f'rename-command {command} ""' for command in DISABLED_COMMANDS]
+    return "\n".join(lines) + "\n"
 
 
 def load_or_create_password(path: str | os.PathLike[str]) -> str:

@@ -24,6 +24,7 @@ import pytest
 
 from services.cli import SERVICES
 from services.common.origins import AllowedHosts
+from services.common.redis_auth import DISABLED_COMMANDS
 from services.common.settings import PREFIX, Settings
 from services.node.peers import PeerPolicy, normalize_peer_url
 from tests.deploy import compose
@@ -387,3 +388,11 @@ def test_the_bus_requires_a_password(apps: list[App], services: dict[str, dict[s
     assert "requirepass $$REDISCLI_AUTH" in script
     assert "redis-server -" in script
     assert redis["environment"]["REDISCLI_AUTH"] == compose.STAND_IN
+
+
+def test_the_bus_has_no_command_that_writes_files(services: dict[str, dict[str, Any]]) -> None:
+    """The compose stack's Redis renames to nothing the commands `pybtc up`'s does (CONFIG,
+    SAVE, REPLICAOF, MODULE, …): whoever holds the password can publish, nothing more."""
+    script = "\n".join(compose.command(services["redis"]))
+    renamed = re.findall(r'^\s*rename-command (\S+) ""\s*$', script, flags=re.MULTILINE)
+    assert sorted(renamed) == sorted(DISABLED_COMMANDS), renamed

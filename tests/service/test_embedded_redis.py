@@ -20,7 +20,12 @@ from redis.asyncio import Redis
 
 from services.common import embedded_redis
 from services.common.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_redis_server
-from services.common.redis_auth import PASSWORD_FILENAME, load_or_create_password, redacted_url
+from services.common.redis_auth import (
+    DISABLED_COMMANDS,
+    PASSWORD_FILENAME,
+    load_or_create_password,
+    redacted_url,
+)
 
 
 async def _pubsub_round_trip(url: str) -> None:
@@ -249,6 +254,35 @@ async def test_a_client_without_the_password_is_refused(redis_server: EmbeddedRe
             await client.ping()
     async with Redis.from_url(redis_server.url) as client:
         assert await client.ping() is True
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("CONFIG", "SET", "dir", "/tmp"),  # then SAVE: a file written where the caller says
+        ("CONFIG", "GET", "dir"),
+        ("SAVE",),
+        ("BGSAVE",),
+        ("BGREWRITEAOF",),
+        ("REPLICAOF", "127.0.0.1", "9"),  # a rogue primary's "dump" then loaded as a module
+        ("SLAVEOF", "127.0.0.1", "9"),
+        ("MODULE", "LOAD", "/tmp/x.so"),
+        ("DEBUG", "SLEEP", "0"),
+        ("MIGRATE", "127.0.0.1", "9", "k", "0", "1"),
+        ("ACL", "SETUSER", "other", "on", ">x", "+@all"),
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+async def test_even_the_password_gets_no_command_that_writes_files_or_loads_code(
+    redis_server: EmbeddedRedis, command: tuple[str, ...]
+) -> None:
+    """The commands of `DISABLED_COMMANDS` do not exist in a bus Redis: whoever holds the
+    password can publish and subscribe, not reconfigure the server or make it write files."""
+    assert command[0] in DISABLED_COMMANDS
+    async with Redis.from_url(redis_server.url) as client:
+        with pytest.raises(redis.exceptions.ResponseError, match="unknown command"):
+            await client.execute_command(*command)
+        assert await client.publish("pybtc:regtest:tx", "{}") >= 0  # the bus still works
 
 
 def test_the_password_is_not_on_the_command_line(redis_server: EmbeddedRedis) -> None:
