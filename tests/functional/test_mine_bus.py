@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pytest
-import redis
 
 from pybtc import get_params
-from services.common.envelope import Envelope, Kind, channel
+from services.common.envelope import Envelope, Kind
 from tests.functional.conftest import ChildProcesses, get_json, http
 from tests.functional.test_miner import (
+    BusRecorder,
     MinerProcess,
     assert_gone,
     assert_linked,
@@ -58,25 +56,24 @@ def node(children: ChildProcesses) -> Iterator[str]:
     assert_gone(tag)
 
 
-class Forger:
+class Forger(BusRecorder):
     """Publishes forged mining envelopes on one node's channel; with `answer`, also answers
     every `mine` request it sees with a forged `mined` carrying `answer` as the hash, and every
     `interval` seconds forges a `ready` heartbeat and a `mined` for a made-up request."""
 
+    poll = 0.01
+
     def __init__(self, redis_url: str, node: str, answer: Any = None, interval: float = 0.05):
-        self.client = redis.Redis.from_url(redis_url)
-        self.pubsub = self.client.pubsub()
+        super().__init__(redis_url, NETWORK, Kind.MINING)
         self.node, self.answer, self.interval = node, answer, interval
-        self.channel = channel(NETWORK, Kind.MINING)
         self.seq = itertools.count(10**9)  # past any sequence the real services reach
         self.sent = 0
         self.requests_seen = 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="forger", daemon=True)
+        self.last_forged = 0.0
 
     def publish(self, role: str, data: dict[str, Any]) -> None:
         envelope = Envelope(Kind.MINING, f"{self.node}/{role}", next(self.seq), data)
-        self.client.publish(self.channel, envelope.to_json())
+        self.client.publish(self.channels[0], envelope.to_json())
         self.sent += 1
 
     def mined(self, request_id: str) -> None:
@@ -85,34 +82,20 @@ class Forger:
             {"action": "mined", "request_id": request_id, "node": self.node, "hash": self.answer},
         )
 
-    def __enter__(self) -> Self:
-        self.pubsub.subscribe(self.channel)
-        self.thread.start()
-        return self
+    def heard(self, envelope: Envelope) -> None:
+        super().heard(envelope)
+        request_id = envelope.data.get("request_id")
+        if self.answer is not None and envelope.data.get("action") == "mine":
+            if not isinstance(request_id, str):
+                return
+            self.requests_seen += 1
+            self.mined(request_id)
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stopping.set()
-        self.thread.join(5)
-        self.pubsub.close()
-        self.client.close()
-
-    def _run(self) -> None:
-        last = 0.0
-        while not self.stopping.is_set():
-            message = self.pubsub.get_message(timeout=0.01)
-            if self.answer is None:
-                continue
-            if message is not None and message["type"] == "message":
-                data = Envelope.from_json(message["data"]).data
-                if data.get("action") == "mine" and isinstance(data.get("request_id"), str):
-                    self.requests_seen += 1
-                    self.mined(data["request_id"])
-            if time.monotonic() - last > self.interval:
-                last = time.monotonic()
-                self.publish("miner", {"action": "ready", "node": self.node, "mode": "on-demand"})
-                self.mined(uuid.uuid4().hex)
+    def tick(self) -> None:
+        if self.answer is not None and time.monotonic() - self.last_forged > self.interval:
+            self.last_forged = time.monotonic()
+            self.publish("miner", {"action": "ready", "node": self.node, "mode": "on-demand"})
+            self.mined(uuid.uuid4().hex)
 
 
 def on_demand_miner(

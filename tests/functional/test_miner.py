@@ -317,13 +317,23 @@ class BusRecorder:
         self.pubsub.close()
         self.client.close()
 
+    poll = 0.05
+    """Seconds each wait for the next message lasts at most (then `tick` runs)."""
+
     def _run(self) -> None:
         while not self.stopping.is_set():
-            message = self.pubsub.get_message(timeout=0.05)
+            message = self.pubsub.get_message(timeout=self.poll)
             if message is not None and message["type"] == "message":
-                envelope = Envelope.from_json(message["data"])
-                with self.lock:
-                    self.seen.append((time.monotonic(), envelope))
+                self.heard(Envelope.from_json(message["data"]))
+            self.tick()
+
+    def heard(self, envelope: Envelope) -> None:
+        """One announcement arrived (a subclass may also answer it)."""
+        with self.lock:
+            self.seen.append((time.monotonic(), envelope))
+
+    def tick(self) -> None:
+        """Called after every wait for a message: what a subclass does on its own clock."""
 
     def messages(self, kind: Kind, *, origin: str) -> list[tuple[float, dict[str, Any]]]:
         """(arrival time, data) of each `kind` announcement `origin` published, in order."""
