@@ -120,7 +120,7 @@ def _resync(miner: Miner) -> Callable[[], Awaitable[None]]:
 
 
 async def _listen(bus: Bus, miner: Miner) -> None:
-    async with bus.subscribe(Kind.TIP, Kind.TX, Kind.MINING) as subscription:
+    async with bus.subscribe(Kind.TIP, Kind.TX) as subscription:
         async for envelope in subscription:
             await miner.on_bus(envelope)
 

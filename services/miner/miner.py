@@ -120,12 +120,8 @@ class Miner:
         if envelope.type == Kind.TIP and envelope.origin == ledger_origin:
             if data.get("hash") != self._own_tip:
                 self.refresh("tip")
-        elif envelope.type == Kind.TX and envelope.origin == ledger_origin:
-            if self.mode == "auto":
-                self.transactions_arrived()
-        elif envelope.type == Kind.MINING and data.get("action") in ("mine", "mined"):
-            # GET /mine asks over HTTP; whoever publishes this is not this node's ledger.
-            logger.debug("bus mining request ignored origin=%s", envelope.origin[:64])
+        elif envelope.type == Kind.TX and envelope.origin == ledger_origin and self.mode == "auto":
+            self.transactions_arrived()
 
     # -- the loop ----------------------------------------------------------------------------
     @property
@@ -229,16 +225,12 @@ class Miner:
                 self.refresh("tip (poll)")
 
     async def heartbeat(self) -> None:
-        """Tell the ledger that a miner of this node is ready (what GET /mine looks for), and
-        sample the hash count for the hash rate."""
+        """Every HEARTBEAT: replace dead workers, and sample the hash count for the hash rate.
+        (It used to announce `ready` on the bus for GET /mine; the ledger now asks over HTTP.)"""
         while True:
             if not self.engine.alive():
                 await self._replace_engine()
             self.engine.sample()
-            if self.bus is not None:
-                await self.bus.publish(
-                    Kind.MINING, {"action": "ready", "node": self.node, "mode": self.mode}
-                )
             await asyncio.sleep(HEARTBEAT)
 
     async def _replace_engine(self) -> None:

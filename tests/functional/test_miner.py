@@ -78,7 +78,7 @@ EXIT_BOUND = 5.0
 MINE_TIMEOUT = 3.0
 """PYBTC_MINE_TIMEOUT for the ledger of the dead-workers test: how long GET /mine may wait."""
 HEARTBEAT_SECONDS = 1.0
-"""The miner's `ready` heartbeat period (services.miner.miner.HEARTBEAT)."""
+"""How often the miner checks its workers (services.miner.miner.HEARTBEAT)."""
 RETARGET_DEADLINE = 300.0
 """Seconds the devnet miner gets to pass the first retarget: a guard against a hang, not a
 speed test (30-55 s measured on 2 idle cores; a loaded machine has taken over 120 s)."""
