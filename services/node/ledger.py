@@ -263,13 +263,21 @@ class Ledger:
             )
         return work
 
-    def submit_block(self, block: Block, now: int, *, requested: bool = False) -> BlockResult:
+    def submit_block(
+        self, block: Block, now: int, *, requested: bool = False, header_work: int | None = None
+    ) -> BlockResult:
         """Validate and store a block; move the tip if its branch has the most work.
 
         Cheapest first (docs/protocol.md §7.7): `check_header`, then the transactions. A block
         that a sync asked for (`requested`) is stored even while its branch has less work than
-        the tip; any other is refused `low-work` then (409)."""
-        work = self.check_header(block.header, len(block.transactions), now, requested=requested)
+        the tip; any other is refused `low-work` then (409). `header_work` is what
+        `check_header` returned for this block's header in the same step (nothing awaited
+        since), so that it is not checked twice."""
+        work = header_work
+        if work is None:
+            work = self.check_header(
+                block.header, len(block.transactions), now, requested=requested
+            )
         self.checks["body"] += 1
         try:
             validate_block_body(block, self.params)
@@ -281,9 +289,7 @@ class Ledger:
             note_stored(self.store, block.index)
         if not prefers(work, self.chain_work()):
             return BlockResult(block, None)
-        change = self._reorganize(block.hash, now, block)
-        self.prune_side_branches(now)
-        return BlockResult(block, change)
+        return BlockResult(block, self._reorganize(block.hash, now, block))
 
     def prune_side_branches(self, now: int) -> int:
         """Delete the side branches that fork more than `prune_depth` below the tip (see
@@ -334,6 +340,7 @@ class Ledger:
                 for tx, reason in change.fates.values():
                     fate = "dropped" if reason else "requeued"
                     self.store.record_fate(now, tx, fate, reason, reorg_id, FATES_KEPT)
+                self.prune_side_branches(now)  # in the same commit: no fsync of its own
         except _BadBranchError as bad:
             with self.store.transaction():
                 self._mark_invalid(bad.block_hash, bad.error.reason)

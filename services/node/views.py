@@ -503,10 +503,11 @@ async def mining_submit(request: web.Request) -> web.Response:
         body = await read_json_object(request)
         size = len(await request.read())  # read already: the same bytes again
         raw_txs = body.get("transactions")
+        work = None
         if isinstance(raw_txs, list):  # else from_dict says what is wrong with it
-            ledger.check_header(header_of_block(body), len(raw_txs), now)
-        block = Block.from_dict(body)
-        result = ledger.submit_block(block, now)
+            work = ledger.check_header(header_of_block(body), len(raw_txs), now)
+        block = Block.from_dict(body)  # nothing is awaited from the header check to the store
+        result = ledger.submit_block(block, now, header_work=work)
     except (ValidationError, ServiceError) as exc:
         _log_rejection(request, "block", _object_id(body, "hash"), exc)
         if exc.reason not in UNCOUNTED_REFUSALS:  # one answered from memory costs 1

@@ -309,3 +309,15 @@ async def test_a_block_refused_before_is_not_fetched_from_the_bus(
         await stub.stop()
     assert stub.count("GET", f"/blocks/{fresh.hash}") == 1
     assert stub.count("GET", f"/blocks/{refused.hash}") == 0
+
+
+async def test_a_good_block_has_its_header_checked_once(ledger_client: TestClient) -> None:
+    """/mining/submit checks the header before it decodes the transactions, and the ledger
+    takes that check as done: a block accepted costs one pass of the header rules, not two."""
+    await mine(ledger_client, MINER.address, 1)
+    ledger = ledger_of(ledger_client)
+    before = dict(ledger.checks)
+    status, answer = await post(ledger_client, child_block(await tip(ledger_client)))
+    assert status == 201, answer
+    assert ledger.checks["header"] == before["header"] + 1
+    assert ledger.checks["body"] == before["body"] + 1
