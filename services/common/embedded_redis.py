@@ -276,19 +276,19 @@ class EmbeddedRedis:
         self._log_file.flush()
         self._log_offset = self.log_path.stat().st_size
         # A session of its own: Ctrl-C in a terminal reaches the owner, which stops Redis last.
-        # The password goes in a config read from stdin: `ps` shows every argument.
-        config = ["-"] if self.password else []
+        # A config read from stdin: the password (`ps` shows every argument), and the commands
+        # no bus needs renamed away, with a password or without.
         process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [executable, *config, *self._arguments()],
-            stdin=subprocess.PIPE if self.password else subprocess.DEVNULL,
+            [executable, "-", *self._arguments()],
+            stdin=subprocess.PIPE,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             cwd=self._data_dir,
             start_new_session=True,
         )
-        if process.stdin is not None:
-            with process.stdin:
-                process.stdin.write(server_config(self.password).encode())
+        assert process.stdin is not None
+        with process.stdin:
+            process.stdin.write(server_config(self.password).encode())
         self._process = process
         deadline = time.monotonic() + self.start_timeout
         while True:

@@ -36,8 +36,9 @@ DISABLED_COMMANDS = (
 
 
 def server_config(password: str) -> str:
-    """The config a bus redis-server reads from stdin: the password, the commands it lacks."""
-    lines = [f"requirepass {password}"]
+    """The config a bus redis-server reads from stdin: the password (if any), the commands it
+    lacks."""
+    lines = [f"requirepass {password}"] if password else []
     lines += [f'rename-command {command} ""' for command in DISABLED_COMMANDS]
     return "\n".join(lines) + "\n"
 
