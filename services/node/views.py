@@ -496,12 +496,14 @@ async def mining_submit(request: web.Request) -> web.Response:
     client = client_key(request)
     quota.check(client)
     ledger, now = _ledger(request), _now(request)
-    remembered = ledger.refused.hits
     body: dict[str, Any] = {}
     size = request.content_length or 0
+    remembered = ledger.refused.hits
     try:
         body = await read_json_object(request)
         size = len(await request.read())  # read already: the same bytes again
+        # From here to the answer nothing is awaited: no other request can move the count.
+        remembered = ledger.refused.hits
         raw_txs = body.get("transactions")
         work = None
         if isinstance(raw_txs, list):  # else from_dict says what is wrong with it

@@ -10,6 +10,8 @@ The big block is the issue's: 1,999 signed transfers from keys that own nothing.
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,9 @@ from pybtc import REGTEST, Block, BlockHeader
 from pybtc.mining import build_block, mine_block
 from services.common.bus import Bus, Kind
 from services.node.app import create_app
-from services.node.keys import LEDGER
+from services.node.keys import BAD_BLOCKS, LEDGER
 from services.node.ledger import Ledger
+from services.node.refusals import COST_BYTES
 from tests.chainutil import bad_pow, block_at, child_block, test_key, unfunded_transfers
 from tests.service.ledgerutil import ledger_settings, mine
 from tests.service.stubpeers import StubPeer
@@ -322,3 +325,37 @@ async def test_a_good_block_has_its_header_checked_once(ledger_client: TestClien
     assert status == 201, answer
     assert ledger.checks["header"] == before["header"] + 1
     assert ledger.checks["body"] == before["body"] + 1
+
+
+async def test_a_big_refusal_costs_its_size_whatever_is_answered_meanwhile(
+    ledger_client: TestClient,
+) -> None:
+    """A big block whose body is still arriving while another client's resend is answered
+    from the memory of refusals is charged its size, not the 1 of a remembered block: the
+    count that tells them apart is read once the body is in."""
+    client = ledger_client
+    await mine(client, MINER.address, 2)
+    parent = await tip(client)
+    small = bad_pow(child_block(parent))
+    assert (await post(client, small))[1]["reason"] == "bad-pow"  # remembered from now on
+    quota = client.app[BAD_BLOCKS]
+    raw = json.dumps(big_block(parent, index=parent.index + 3).to_dict()).encode()
+    halfway = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield raw[: len(raw) // 2]
+        await halfway.wait()
+        yield raw[len(raw) // 2 :]
+
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(raw))}
+    upload = asyncio.create_task(client.post(PATH, data=slowly(), headers=headers))
+    await asyncio.sleep(0.2)
+    other = await client.post(PATH, json=small.to_dict())  # answered from memory meanwhile
+    assert "refused before" in (await other.json())["error"]
+    (who,) = quota.buckets.buckets  # this test's one client (loopback)
+    before = quota.buckets.buckets[who].tokens
+    halfway.set()
+    resp = await upload
+    assert (resp.status, (await resp.json())["reason"]) == (400, "bad-index")
+    spent = before - quota.buckets.buckets[who].tokens
+    assert spent >= 1 + len(raw) // COST_BYTES - 0.5, spent  # its size, not 1
