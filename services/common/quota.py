@@ -54,9 +54,11 @@ class TokenBuckets:
         now = self.clock()
         bucket = self.buckets.pop(key, None)
         if bucket is None:
+            if peek:  # a full bucket: told without being remembered (no eviction for a look)
+                return max(0.0, (cost - self.burst) / self.rate)
             bucket = _Bucket(tokens=float(self.burst), seen=now)
             while len(self.buckets) >= self.max_keys:
-                self.buckets.popitem(last=False)
+                self._evict(now)
         self.buckets[key] = bucket  # the most recently seen last
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.seen) * self.rate)
         bucket.seen = now
@@ -68,6 +70,15 @@ class TokenBuckets:
         if not peek:
             bucket.tokens -= cost
         return 0.0
+
+    def _evict(self, now: float) -> None:
+        """Forget the least recently seen bucket that is not in debt (a crowd of new keys must
+        not wipe out what a client owes); if every one is, the least recently seen."""
+        for key, bucket in self.buckets.items():
+            if bucket.tokens + (now - bucket.seen) * self.rate >= 0:
+                del self.buckets[key]
+                return
+        self.buckets.popitem(last=False)
 
 
 class ClientQuota:

@@ -68,3 +68,21 @@ def test_a_quota_refuses_with_its_reason_and_retry_after() -> None:
     assert "(X)" in exc.message
     clock.now += 2
     quota.take("127.0.0.1")
+
+
+def test_a_look_remembers_no_one_and_a_crowd_does_not_wipe_out_a_debt() -> None:
+    """`check` (a peek) of unknown clients adds none; new clients past the memory evict the
+    least recently seen bucket that owes nothing, never one in debt (a /48 of fresh clients
+    must not erase what one client owes for its bad blocks)."""
+    clock = Clock()
+    quota = ClientQuota("bad blocks", 0.5, 20, max_clients=3)
+    quota.buckets.clock = clock
+    quota.charge("debtor", 40)  # 20 below zero
+    for n in range(100):
+        quota.check(f"look-{n}")
+    assert list(quota.buckets.buckets) == ["debtor"]
+    for n in range(10):
+        quota.take(f"new-{n}")
+    assert "debtor" in quota.buckets.buckets
+    with pytest.raises(ServiceError):
+        quota.check("debtor")
