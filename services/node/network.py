@@ -453,7 +453,9 @@ class Network:
             result = self.ledger.submit_block(block, int(self.clock()))
         except ValidationError as exc:
             if exc.reason is Reason.UNKNOWN_PARENT:
-                await self._sync_quietly(url)
+                # In the background: a sync may take its whole deadline, and this may be one
+                # of the few bus fetch slots, which must never wait on more than one block.
+                self.spawn(self._sync_quietly(url), "sync from announcer")
             elif exc.reason is not Reason.DUPLICATE_BLOCK:
                 self.ledger.log_rejection(
                     int(self.clock()), "block", block.hash, str(exc.reason), exc.message, url

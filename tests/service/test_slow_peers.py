@@ -388,3 +388,26 @@ async def test_gossip_to_deaf_peers_never_holds_a_sync(
     assert answer.body["new_chain"][0]["hash"] == honest_chain[-1].hash
     # it waited for no announcement to time out (a sync of 12 blocks takes a fraction of this)
     assert answer.seconds < timeout / 3, answer
+
+
+async def test_a_bus_block_whose_sync_is_slow_holds_no_fetch_slot(
+    start_node: StartNode, stubs: list[Any], http: aiohttp.ClientSession, redis_url: str
+) -> None:
+    """Four blocks announced on the bus whose parents the node lacks, each from a node whose
+    headers never come: the syncs they start run in the background, so a fifth announcement
+    is fetched at once, not after the four syncs' deadlines."""
+    await start_node(redis_url=redis_url, peer_timeout=4.0)  # a page may take 4 s
+    slow = []
+    for n in range(BUS_FETCHES):
+        stub = await start(stubs, StubPeer(build_chain(6, spacing=60 + n), armed=True))
+        stub.arm(headers=Bad.SILENT)
+        slow.append(stub)
+    fifth = await start(stubs, StubPeer(build_chain(6, spacing=70), armed=True))
+    async with Bus(redis_url, "regtest", "elsewhere/ledger") as other:
+        for stub in slow:
+            tip = stub.chain[-1]
+            await other.publish(Kind.BLOCK, {"hash": tip.hash, "height": 6, "url": stub.url})
+        await until(lambda: all(stub.count("GET", "/chain") for stub in slow))  # all syncing
+        last = fifth.chain[-1]
+        await other.publish(Kind.BLOCK, {"hash": last.hash, "height": 6, "url": fifth.url})
+        await until(lambda: fifth.count("GET", f"/blocks/{last.hash}") == 1, seconds=2.0)
