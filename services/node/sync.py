@@ -130,15 +130,19 @@ class Syncer:
                     continue
                 if block.hash != missing[position].hash:
                     raise PeerError(url, "its blocks differ from its headers", invalid=True)
-                result.added.append(self._submit(url, block))
+                added = self._submit(url, block)
+                if added is not None:
+                    result.added.append(added)
                 position += 1
 
-    def _submit(self, url: str, block: Block) -> BlockResult:
+    def _submit(self, url: str, block: Block) -> BlockResult | None:
+        """The block handed to the ledger; None if another sync brought it meanwhile (it was
+        stored and announced then: not again)."""
         try:
             return self.ledger.submit_block(block, int(self.clock()), requested=True)
         except ValidationError as exc:
             if exc.reason is Reason.DUPLICATE_BLOCK:
-                return BlockResult(block, None)
+                return None
             self.ledger.log_rejection(
                 int(self.clock()), "block", block.hash, str(exc.reason), exc.message, url
             )
