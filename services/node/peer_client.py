@@ -17,13 +17,14 @@ through `pybtc`'s own `from_dict` checks.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from pybtc import Block, BlockHeader, ChainParams, Transaction, ValidationError
+from pybtc import Block, BlockHeader, ChainParams, Reason, Transaction, ValidationError
+from pybtc.encoding import check_hex
+from pybtc.errors import DecodeError
 from pybtc.pow import block_work
 from services.common.web import ServiceError, parse_json
 from services.node.peers import PeerNotAllowedError, PeerPolicy, clean_text
@@ -40,7 +41,6 @@ MAX_TEXT = 128
 """The longest network name or node id a peer may send."""
 MAX_MESSAGE = 500
 """The longest PeerError message (a peer's bad block can make a pybtc error quote a lot)."""
-_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 class PeerError(Exception):
@@ -309,15 +309,19 @@ def check_height(url: str, what: str, value: object) -> int:
 
 
 def check_hash(url: str, what: str, value: object) -> str:
-    """A hash from a peer: exactly 64 lowercase hex digits."""
-    if not isinstance(value, str) or len(value) != 64 or not _HASH.fullmatch(value):
+    """A hash from a peer: exactly 64 lowercase hex digits (the protocol's `check_hex`, its
+    length looked at first: a peer's 20 MB string is not run through a regular expression)."""
+    try:
+        if isinstance(value, str) and len(value) != 64:
+            raise DecodeError(Reason.BAD_HEX, "not 32 bytes")
+        return check_hex(what, value, 32)
+    except DecodeError:
         raise PeerError(
             url,
             f"sent {what} {_shown(value)}: not 64 lowercase hex digits",
             invalid=True,
             reason="peer-bad-hash",
-        )
-    return value
+        ) from None
 
 
 def check_text(url: str, what: str, value: object, limit: int = MAX_TEXT) -> str:

@@ -114,10 +114,10 @@ class PendingTx:
 
 
 HEADER_CACHE = 2_048
+"""Headers kept in memory by `Store.get_header` (about 0.5 MB)."""
 REORGS_KEPT = 1_000
 """Reorgs remembered for GET /reorgs and the explorer (the oldest forgotten first): a tip that
 two branches take in turn, each one block ahead (next to free on regtest), logs one a time."""
-"""Headers kept in memory by `Store.get_header` (about 0.5 MB)."""
 
 
 class Store:
