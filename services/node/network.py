@@ -189,13 +189,13 @@ class Network:
                 await self.register(initial)
             except ServiceError as exc:
                 logger.warning("start-up peers not registered reason=%s %s", exc.reason, exc)
-        await self.sync_all()
+        await self.resolve()
 
     async def _periodic(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sync_interval)
             await self._register_configured()
-            await self.sync_all()
+            await self.resolve()  # or the round a /nodes/resolve has running: not a second
 
     def configured(self) -> set[str]:
         """The peers this node's settings name (PYBTC_PEERS), normalized."""
@@ -519,7 +519,6 @@ class Network:
             return
         if self.bad_blocks is not None:
             self.bad_blocks.check(client)  # its strangers sent invalid blocks lately
-        self.announce_quota.take(client)
         if url not in self.syncs:  # else it joins the sync running with it
             strangers = sum(1 for running in self.syncs.running if running not in self.book)
             if strangers >= MAX_STRANGER_SYNCS:
@@ -530,6 +529,7 @@ class Network:
                     f"try again in {self.deadline:.0f} s",
                     headers={"Retry-After": str(max(1, round(self.deadline)))},
                 )
+        self.announce_quota.take(client)  # last: a refusal above costs the client nothing
         announcers = self.announcers.pop(url, set())
         if len(announcers) < MAX_ANNOUNCERS:
             announcers.add(client)
@@ -605,8 +605,8 @@ class Network:
         return results
 
     async def resolve(self) -> list[SyncResult]:
-        """`/nodes/resolve` without `miner_node`: a round with every peer, or the one running
-        (so many requests cost the peers one round)."""
+        """A round with every peer, or the one running (so that `/nodes/resolve` without
+        `miner_node`, the start-up and the periodic round cost the peers one round)."""
         return await self.rounds.join("all", self.sync_all)
 
     def _penalise(self, url: str, exc: PeerError, *, keep: bool = False) -> None:
