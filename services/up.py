@@ -115,6 +115,7 @@ def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
             "PYBTC_MINER_PORT": str(settings.miner_port),
             "PYBTC_EXPLORER_PORT": str(settings.explorer_port),
             "PYBTC_WALLET_PORT": str(settings.wallet_port),
+            "PYBTC_PORT_OFFSET": "0",  # the ports above have it added already
             "PYBTC_PUBLIC_URL": settings.public_url,
             "PYBTC_LEDGER_URL": settings.ledger_url,
             "PYBTC_EXPLORER_PUBLIC_URL": settings.explorer_public_url,

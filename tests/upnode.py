@@ -56,6 +56,7 @@ class UpNode:
         *,
         nodes: int = 1,
         bus: str = "shared",
+        args: tuple[str, ...] = (),
         **env: str,
     ) -> None:
         self.nodes = nodes
@@ -74,9 +75,9 @@ class UpNode:
             PYBTC_MINER_WORKERS="1",
             PYBTC_REDIS_URL="",
         )
-        args = ["--nodes", str(nodes), "--bus", bus] if nodes > 1 else []
+        spread_args = ["--nodes", str(nodes), "--bus", bus] if nodes > 1 else []
         self.proc = subprocess.Popen(
-            [PYBTC, "up", "--network", "regtest", "--data-dir", str(data_dir), *args],
+            [PYBTC, "up", "--network", "regtest", "--data-dir", str(data_dir), *spread_args, *args],
             env=full_env | env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

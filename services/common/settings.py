@@ -38,6 +38,9 @@ class Settings:
     miner_port: int = 5100
     explorer_port: int = 8080
     wallet_port: int = 8081
+    port_offset: int = 0
+    """Added to all four ports above (what `pybtc up --port-offset N` sets): one number moves a
+    whole node, and the CLI wallet, `pybtc mine` and `pybtc faucet` find it with the same one."""
     redis_url: str = ""
     """The bus; empty means `pybtc up` starts an embedded redis-server (with a password kept
     in the data dir). A URL given here is used as is: it carries its own password."""
@@ -122,6 +125,12 @@ class Settings:
     """Seconds before the same address, or the same client, can be paid by the faucet again."""
     explorer_public_url: str = ""
     """Where browsers reach this node's explorer, for links (default http://host:explorer_port)."""
+    auto_mine: float = 0.0
+    """Seconds between blocks the miner mines by itself in on-demand mode (`pybtc up
+    --auto-mine SECONDS`, as regtest boxes do); 0: only when asked."""
+    instance_id: str = ""
+    """Set by `pybtc up` for each run and shown by every service's /healthz, so that `pybtc up`
+    recognises its own services and never takes whatever answers on a port for one of them."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised PYBTC_* variables, kept so a typo can be reported."""
 
@@ -144,6 +153,39 @@ class Settings:
     @property
     def origin(self) -> str:
         return self.node_id or self.ledger_public_url.split("://", 1)[-1]
+
+    @property
+    def local_host(self) -> str:
+        """The host a client on this machine uses to reach the services (a node listening on
+        every address is reached on loopback)."""
+        return {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)  # noqa: S104
+
+    @property
+    def ledger_client_url(self) -> str:
+        """Where a command on this machine (the CLI wallet, `pybtc mine`) reaches the ledger:
+        PYBTC_LEDGER_URL, else PYBTC_PUBLIC_URL, else the local host and ledger port."""
+        return self.ledger_url or self.public_url or f"http://{self.local_host}:{self.ledger_port}"
+
+    @property
+    def miner_client_url(self) -> str:
+        return self.miner_url or f"http://{self.local_host}:{self.miner_port}"
+
+    @property
+    def wallet_client_url(self) -> str:
+        return f"http://{self.local_host}:{self.wallet_port}"
+
+    def shifted(self, offset: int) -> Settings:
+        """These settings with every port moved by `offset` (what --port-offset does)."""
+        if not offset:
+            return self
+        return replace(
+            self,
+            ledger_port=self.ledger_port + offset,
+            miner_port=self.miner_port + offset,
+            explorer_port=self.explorer_port + offset,
+            wallet_port=self.wallet_port + offset,
+            port_offset=self.port_offset + offset,
+        )
 
     @property
     def explorer_url(self) -> str:
@@ -182,7 +224,8 @@ class Settings:
                 extra[key] = raw
                 continue
             values[name] = _convert(key, raw, known[name].type)
-        settings = cls(**values, extra=extra)
+        offset = values.pop("port_offset", 0)
+        settings = cls(**values, extra=extra).shifted(offset)
         if settings.network not in NETWORKS:
             raise SettingsError(
                 f"PYBTC_NETWORK={settings.network!r}: known networks are {', '.join(NETWORKS)}"
@@ -215,6 +258,8 @@ def _convert(key: str, raw: str, kind: object) -> Any:
             number = float(raw)
         except ValueError:
             raise SettingsError(f"{key}={raw!r} is not a number") from None
+        if key == "PYBTC_AUTO_MINE" and number == 0:
+            return number
         if not 0 < number < 1e6:
             raise SettingsError(f"{key}={raw!r} must be a positive number of seconds")
         return number
