@@ -11,7 +11,7 @@ from services.explorer.app import create_app
 
 def main() -> None:
     settings = Settings.from_env()
-    setup_logging(settings.log_level, service="explorer")
+    setup_logging(settings.log_level, service="explorer", node=settings.node_id)
     web.run_app(create_app(settings), host=settings.host, port=settings.explorer_port, print=None)
 
 

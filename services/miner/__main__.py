@@ -11,7 +11,7 @@ from services.miner.app import create_app
 
 def main() -> None:
     settings = Settings.from_env()
-    setup_logging(settings.log_level, service="miner")
+    setup_logging(settings.log_level, service="miner", node=settings.node_id)
     web.run_app(create_app(settings), host=settings.host, port=settings.miner_port, print=None)
 
 

@@ -11,7 +11,7 @@ from services.node.app import create_app
 
 def main() -> None:
     settings = Settings.from_env()
-    setup_logging(settings.log_level, service="ledger")
+    setup_logging(settings.log_level, service="ledger", node=settings.node_id)
     app = create_app(settings)
     web.run_app(app, host=settings.host, port=settings.ledger_port, print=None)
 

@@ -11,7 +11,7 @@ from services.wallet.app import create_app
 
 def main() -> None:
     settings = Settings.from_env()
-    setup_logging(settings.log_level, service="wallet")
+    setup_logging(settings.log_level, service="wallet", node=settings.node_id)
     web.run_app(create_app(settings), host=settings.host, port=settings.wallet_port, print=None)
 
 
