@@ -38,7 +38,32 @@ def main() -> None:
     """
 
 
-@main.command()
+UP_EPILOG = """\b
+Ports (on PYBTC_HOST, 127.0.0.1 by default):
+  ledger 5000, miner 5100, explorer 8080, wallet 8081 (PYBTC_LEDGER_PORT, ...).
+  --port-offset N adds N to every one (--port-offset 10: ledger 5010, wallet 8091).
+  With --nodes N, node K adds K-1 to the ledger and miner ports and 100 x (K-1) to the
+  explorer and wallet ports: node 2's ledger is on 5001, its wallet on 8181.
+  A port in use is an error before anything starts; it names a --port-offset that is free.
+
+\b
+Mining: devnet mines all the time; regtest mines when asked (GET /mine, pybtc mine N),
+  or every SECONDS with --auto-mine SECONDS.
+
+\b
+Then, in another terminal:
+  pybtc mine 10               mine 10 blocks now (regtest)
+  pybtc faucet ADDRESS        pay test coins to ADDRESS from the node's key
+  pybtc wallet new            make a wallet; pybtc wallet balance, pybtc wallet send ...
+  The CLI commands read the same PYBTC_* settings (PYBTC_PORT_OFFSET too) as the node.
+
+Ctrl-C (or SIGTERM) stops everything at any moment, during start-up too (exit code 0);
+if pybtc up itself is killed, its services and Redis stop with it.
+See docs/operations.md for every setting.
+"""
+
+
+@main.command(epilog=UP_EPILOG)
 @network_option
 @click.option(
     "--data-dir",
@@ -60,14 +85,33 @@ def main() -> None:
     show_default=True,
     help="One embedded Redis for all nodes, or one each (then they gossip only over HTTP).",
 )
-def up(network: str | None, data_dir: Path | None, fresh: bool, nodes: int, bus: str) -> None:
+@click.option(
+    "--port-offset",
+    type=click.IntRange(0, 10_000),
+    default=None,
+    help="Add N to every port of every node (default: PYBTC_PORT_OFFSET, else 0).",
+)
+@click.option(
+    "--auto-mine",
+    type=click.FloatRange(0, 86_400, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Mine a block every SECONDS by itself (on-demand mining: regtest).",
+)
+def up(
+    network: str | None,
+    data_dir: Path | None,
+    fresh: bool,
+    nodes: int,
+    bus: str,
+    port_offset: int | None,
+    auto_mine: float | None,
+) -> None:
     """Run a node (or --nodes N of them): an embedded Redis and each node's ledger, miner,
     explorer and wallet, until Ctrl-C.
 
     Settings come from PYBTC_* environment variables (PYBTC_LEDGER_PORT, PYBTC_HOST,
-    PYBTC_REDIS_URL to use an existing Redis, ...); see docs/operations.md. With --nodes N,
-    node K listens on the ledger and miner ports + K-1 and the explorer and wallet ports
-    + 100 x (K-1): node 2's explorer is on 8180, its wallet on 8181.
+    PYBTC_REDIS_URL to use an existing Redis, ...); see docs/operations.md.
     """
     try:
         settings = Settings.from_env()
@@ -77,6 +121,19 @@ def up(network: str | None, data_dir: Path | None, fresh: bool, nodes: int, bus:
         settings = settings.with_(network=network)
     if data_dir:
         settings = settings.with_(data_dir=data_dir)
+    if port_offset is not None:  # instead of PYBTC_PORT_OFFSET, which from_env applied
+        settings = settings.shifted(port_offset - settings.port_offset)
+    if auto_mine is not None:
+        if settings.mining_mode != "on-demand":
+            raise click.UsageError(
+                "--auto-mine needs on-demand mining (regtest, or PYBTC_MINER_MODE=on-demand); "
+                f"{settings.network} mines all the time"
+                if settings.network == "devnet"
+                else "--auto-mine needs on-demand mining (regtest, or "
+                f"PYBTC_MINER_MODE=on-demand); PYBTC_MINER_MODE={settings.miner_mode} "
+                "mines all the time"
+            )
+        settings = settings.with_(auto_mine=auto_mine)
     for key in settings.extra:
         click.echo(f"warning: unknown setting {key} (ignored)", err=True)
     setup_logging(settings.log_level, service="up")

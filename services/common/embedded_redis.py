@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import IO, Self
 from urllib.parse import quote
 
+from services.common import lifeline
 from services.common.redis_auth import redacted_url, server_config
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class EmbeddedRedis:
     Redis's default snapshot schedule, writing `dump.rdb` in the data directory.
     `extra_args` are appended to the command line as `--name value` pairs.
     `password` (empty: none) is required of every client.
+    `die_with_parent=True` (Linux) has the kernel stop the server when this process dies, even
+    by SIGKILL (`services.common.lifeline`); the object must be started from the main thread.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class EmbeddedRedis:
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
         port_attempts: int = 5,
+        die_with_parent: bool = False,
     ) -> None:
         if unix_socket is not False and port is not None:
             raise ValueError("give either a TCP port or a unix socket, not both")
@@ -131,6 +135,7 @@ class EmbeddedRedis:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._port_attempts = max(1, port_attempts) if port is None else 1
+        self.die_with_parent = die_with_parent
 
         self._data_dir: Path | None = None
         self._owns_data_dir = False
@@ -285,6 +290,7 @@ class EmbeddedRedis:
             stderr=subprocess.STDOUT,
             cwd=self._data_dir,
             start_new_session=True,
+            preexec_fn=lifeline.die_with_parent() if self.die_with_parent else None,
         )
         assert process.stdin is not None
         with process.stdin:

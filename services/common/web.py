@@ -233,9 +233,15 @@ class Metrics:
 
 
 def add_health_and_metrics(
-    app: web.Application, service: str, metrics: Metrics, checks: list[HealthCheck]
+    app: web.Application,
+    service: str,
+    metrics: Metrics,
+    checks: list[HealthCheck],
+    instance: str = "",
 ) -> None:
-    """Register GET /healthz and GET /metrics."""
+    """Register GET /healthz and GET /metrics. `instance` (PYBTC_INSTANCE_ID, set by `pybtc up`
+    for each run) is in every /healthz body, so that `pybtc up` knows its own services from
+    whatever else answers on their ports."""
 
     async def healthz(request: web.Request) -> web.Response:
         results = [await check(request.app) for check in checks]
@@ -244,6 +250,7 @@ def add_health_and_metrics(
         status = "unhealthy" if failed_fatal else "degraded" if degraded else "ok"
         body = {
             "service": service,
+            "instance": instance,
             "status": status,
             "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in results},
         }

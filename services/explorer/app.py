@@ -46,7 +46,9 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(routes)
     add_tasks(app, "explorer", metrics)
     add_ledger_and_live(app, "explorer")
-    add_health_and_metrics(app, "explorer", metrics, [ledger_check, bus_health, tasks_check])
+    add_health_and_metrics(
+        app, "explorer", metrics, [ledger_check, bus_health, tasks_check], settings.instance_id
+    )
     return app
 
 

@@ -59,7 +59,11 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_miner_ctx)
     app.add_routes(routes)
     add_health_and_metrics(
-        app, "miner", metrics, [_workers_check, _ledger_check, _bus_check, tasks_check]
+        app,
+        "miner",
+        metrics,
+        [_workers_check, _ledger_check, _bus_check, tasks_check],
+        settings.instance_id,
     )
     for name, doc, read in (
         ("pybtc_miner_hash_rate", "Hashes per second over the last seconds", "hash_rate"),

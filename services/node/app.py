@@ -64,7 +64,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.cleanup_ctx.append(_bus_ctx)
     app.cleanup_ctx.append(_network_ctx)
     app.add_routes(routes)
-    add_health_and_metrics(app, "ledger", metrics, [_storage_check, _bus_check, tasks_check])
+    add_health_and_metrics(
+        app, "ledger", metrics, [_storage_check, _bus_check, tasks_check], settings.instance_id
+    )
     _ledger_gauges(app, metrics)
     return app
 

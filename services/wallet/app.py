@@ -49,7 +49,9 @@ def create_app(settings: Settings) -> web.Application:
     add_tasks(app, "wallet", metrics)
     add_ledger_and_live(app, "wallet")
     app.on_startup.append(_faucet)
-    add_health_and_metrics(app, "wallet", metrics, [ledger_check, bus_health, tasks_check])
+    add_health_and_metrics(
+        app, "wallet", metrics, [ledger_check, bus_health, tasks_check], settings.instance_id
+    )
     return app
 
 
