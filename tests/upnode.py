@@ -57,6 +57,7 @@ class UpNode:
         nodes: int = 1,
         bus: str = "shared",
         args: tuple[str, ...] = (),
+        port_offset: int = 0,
         **env: str,
     ) -> None:
         self.nodes = nodes
@@ -66,16 +67,20 @@ class UpNode:
         self.miner_port = free_port_run(spread)
         self.explorer_port = free_port_run([100 * k for k in spread])
         self.wallet_port = free_port_run([100 * k for k in spread])
+        # with `port_offset`, the base ports are that much lower and `--port-offset` moves them
+        # back onto the free ones above (which the URL helpers name)
         full_env = dict(
             os.environ,
-            PYBTC_LEDGER_PORT=str(self.port),
-            PYBTC_MINER_PORT=str(self.miner_port),
-            PYBTC_EXPLORER_PORT=str(self.explorer_port),
-            PYBTC_WALLET_PORT=str(self.wallet_port),
+            PYBTC_LEDGER_PORT=str(self.port - port_offset),
+            PYBTC_MINER_PORT=str(self.miner_port - port_offset),
+            PYBTC_EXPLORER_PORT=str(self.explorer_port - port_offset),
+            PYBTC_WALLET_PORT=str(self.wallet_port - port_offset),
             PYBTC_MINER_WORKERS="1",
             PYBTC_REDIS_URL="",
         )
         spread_args = ["--nodes", str(nodes), "--bus", bus] if nodes > 1 else []
+        if port_offset:
+            spread_args += ["--port-offset", str(port_offset)]
         self.proc = subprocess.Popen(
             [PYBTC, "up", "--network", "regtest", "--data-dir", str(data_dir), *spread_args, *args],
             env=full_env | env,

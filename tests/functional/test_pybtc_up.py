@@ -2,7 +2,8 @@
 
 Runs the real console script as a subprocess on regtest with a private data dir and port:
 the table of URLs appears, the ledger answers, a killed ledger is restarted, SIGTERM stops
-everything (ledger and embedded Redis) with exit code 0, and a taken port is a clear error.
+everything (ledger and embedded Redis) with exit code 0, and a taken port is a clear error
+before anything starts.
 """
 
 from __future__ import annotations
@@ -87,20 +88,30 @@ def test_up_serves_restarts_and_stops_cleanly(node: UpNode) -> None:
         assert not _alive(pid), "a miner worker outlived pybtc up"
 
 
-def test_up_reports_a_taken_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize("service", ["ledger", "miner", "explorer", "wallet"])
+def test_up_reports_a_taken_port_before_starting_anything(tmp_path: Path, service: str) -> None:
+    """Another program on any one of the ports: exit 1 at once, naming the port, the service
+    and how to move pyBTC; no Redis, no service started."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = int(taken.getsockname()[1])
-        blocked = UpNode(tmp_path / "data", port)
+        began = time.monotonic()
+        blocked = UpNode(tmp_path / "data", **{f"PYBTC_{service.upper()}_PORT": str(port)})
         try:
-            blocked.proc.wait(60)
+            blocked.proc.wait(10)  # the documented 2 s, with room for a loaded machine
         finally:
             code = blocked.stop()
+        took = time.monotonic() - began
     output = "".join(blocked.lines)
     assert code == 1, output
-    assert "ledger exited during start-up" in output
-    assert "address already in use" in output.lower()
+    assert took < 10, output
+    assert f"error: port {port} (the {service}) is in use by another program" in output, output
+    assert "--port-offset" in output
+    assert f"PYBTC_{service.upper()}_PORT" in output
+    assert "started service=" not in output
+    assert "redis started" not in output
+    assert not (tmp_path / "data" / "redis").exists()
 
 
 def test_up_bus_requires_a_password_kept_in_the_data_dir(tmp_path: Path) -> None:
