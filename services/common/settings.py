@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pybtc import COIN, ChainParams, get_params
 from services.common.setting_rules import FAUCET_ON, RULES
@@ -178,6 +179,20 @@ class Settings:
     @property
     def wallet_client_url(self) -> str:
         return f"http://{self.local_host}:{self.wallet_port}"
+
+    @property
+    def browser_wallet_url(self) -> str:
+        """Where a person opens this node's browser wallet, as far as the settings tell: the
+        local URL when no public explorer URL is set (the tutorial's reader, on the node's
+        machine); the explorer's public host at the wallet port when that URL names the
+        explorer's own port (published as is); else "" (behind a proxy they do not say)."""
+        if not self.explorer_public_url:
+            return self.wallet_client_url
+        public = urlsplit(self.explorer_public_url)
+        if public.hostname and public.port == self.explorer_port:
+            host = f"[{public.hostname}]" if ":" in public.hostname else public.hostname
+            return f"{public.scheme}://{host}:{self.wallet_port}"
+        return ""
 
     def shifted(self, offset: int) -> Settings:
         """These settings with every port moved by `offset` (what --port-offset does)."""
