@@ -50,9 +50,9 @@ def seconds(note: str = "", *, zero: bool = False) -> Rule:
     return Rule(allowed, lambda v: (v >= 0 if zero else v > 0) and v < MAX_SECONDS)
 
 
-HOST_NAME = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
-)
+LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+"""One label of a host name (`_` too: container names have it)."""
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})*\.?")
 
 
 def is_host(text: str) -> bool:
