@@ -176,7 +176,7 @@ def chosen_address(address: str | None, file_path: Path | None, network: str) ->
 
 def ledger_for(node: str, network: str) -> Remote:
     """The ledger at `node`, refused unless it runs `network` (else signatures would not match)."""
-    ledger = Remote.at(node, "the node", "--node, PYBTC_LEDGER_URL or PYBTC_LEDGER_PORT")
+    ledger = Remote.at(node, "the node", "--node or PYBTC_LEDGER_URL")
     runs = ledger.get("/status").get("network")
     if runs not in NETWORKS:
         raise click.ClickException(f"{ledger.base_url} is not a pyBTC ledger (GET /status)")
