@@ -15,9 +15,9 @@ import click
 
 from pybtc import NETWORKS, AddressError, PrivateKey, decode_address, format_amount, get_params
 from pybtc.pow import bits_to_target, block_work
+from services.common.entry import load_settings
 from services.common.logs import setup_logging
 from services.common.node_key import node_key_path
-from services.common.settings import Settings, SettingsError
 from services.up import run_node
 from services.wallet.cli import wallet
 
@@ -113,10 +113,7 @@ def up(
     Settings come from PYBTC_* environment variables (PYBTC_LEDGER_PORT, PYBTC_HOST,
     PYBTC_REDIS_URL to use an existing Redis, ...); see docs/operations.md.
     """
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = load_settings()  # exit 2 naming a bad setting; warns of unknown ones
     if network:
         settings = settings.with_(network=network)
     if data_dir:
@@ -134,8 +131,6 @@ def up(
                 "mines all the time"
             )
         settings = settings.with_(auto_mine=auto_mine)
-    for key in settings.extra:
-        click.echo(f"warning: unknown setting {key} (ignored)", err=True)
     setup_logging(settings.log_level, service="up")
     sys.exit(run_node(settings, fresh=fresh, echo=click.echo, nodes=nodes, bus=bus))
 
@@ -215,12 +210,7 @@ def serve(service: str) -> None:
     """
     import importlib
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    for key in settings.extra:
-        click.echo(f"warning: unknown setting {key} (ignored)", err=True)
+    settings = load_settings()
     every_address = settings.host in ("0.0.0.0", "::")  # noqa: S104 - a check, not a bind
     if every_address and not (settings.public_url and settings.node_id):
         click.echo(
@@ -228,7 +218,7 @@ def serve(service: str) -> None:
             f"peers would be told {settings.ledger_public_url}",
             err=True,
         )
-    importlib.import_module(f"{SERVICES[service]}.__main__").main()
+    importlib.import_module(f"{SERVICES[service]}.__main__").main(settings)
 
 
 @main.command()
@@ -247,10 +237,7 @@ def backup(destination: Path, network: str | None, data_dir: Path | None) -> Non
     (miner-<network>.key, which holds the mined coins) is copied with mode 600. To restore,
     stop the node and copy both files back into its data dir (docs/operations.md).
     """
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = load_settings()
     settings = settings.with_(
         network=network or settings.network, data_dir=data_dir or settings.data_dir
     )
