@@ -8,6 +8,7 @@ the auto-mine ones (which need a node that mines by itself).
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -218,3 +219,28 @@ def test_auto_mine_by_the_environment(tmp_path: Path) -> None:
 def test_auto_mine_by_the_flag(tmp_path: Path) -> None:
     """`pybtc up --auto-mine 1` on regtest: the height grows by itself."""
     _grows_by_itself(UpNode(tmp_path / "data", args=("--auto-mine", "1")))
+
+
+def test_mine_on_devnet_asks_the_miner_and_refuses_to(tmp_path: Path) -> None:
+    """On devnet (real proof of work, an on-demand miner) `pybtc mine 2` asks the node's miner
+    through GET /mine: a line per block with its height and seconds; `--to` is refused there
+    with one line, nothing mined."""
+    started = UpNode(tmp_path / "data", args=("--network", "devnet"), PYBTC_MINER_MODE="on-demand")
+    drain = None
+    try:
+        started.wait_ready()
+        drain = _drained(started)
+        start = height(started)
+        refused = pybtc(started, "mine", "1", "--to", test_key(46).address)
+        assert refused.returncode == 1
+        assert "--to works on regtest only" in refused.stderr
+        assert height(started) == start
+        mined = pybtc(started, "mine", "2")
+        assert mined.returncode == 0, mined.stderr
+        for k in (1, 2):
+            assert re.search(
+                rf"block {k}/2  height {start + k}  [0-9a-f]{{16}}  [0-9.]+ s", mined.stdout
+            ), mined.stdout
+        assert height(started) == start + 2
+    finally:
+        _stop(started, drain)
