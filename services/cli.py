@@ -16,9 +16,9 @@ import click
 from pybtc import NETWORKS, AddressError, PrivateKey, decode_address, format_amount, get_params
 from pybtc.pow import bits_to_target, block_work
 from services import devtools
+from services.common.entry import load_settings
 from services.common.logs import setup_logging
 from services.common.node_key import node_key_path
-from services.common.settings import Settings, SettingsError
 from services.up import run_node
 from services.wallet.cli import wallet
 
@@ -70,16 +70,11 @@ def up(network: str | None, data_dir: Path | None, fresh: bool, nodes: int, bus:
     node K listens on the ledger and miner ports + K-1 and the explorer and wallet ports
     + 100 x (K-1): node 2's explorer is on 8180, its wallet on 8181.
     """
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = load_settings()  # exit 2 naming a bad setting; warns of unknown ones
     if network:
         settings = settings.with_(network=network)
     if data_dir:
         settings = settings.with_(data_dir=data_dir)
-    for key in settings.extra:
-        click.echo(f"warning: unknown setting {key} (ignored)", err=True)
     setup_logging(settings.log_level, service="up")
     sys.exit(run_node(settings, fresh=fresh, echo=click.echo, nodes=nodes, bus=bus))
 
@@ -159,12 +154,7 @@ def serve(service: str) -> None:
     """
     import importlib
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    for key in settings.extra:
-        click.echo(f"warning: unknown setting {key} (ignored)", err=True)
+    settings = load_settings()
     every_address = settings.host in ("0.0.0.0", "::")  # noqa: S104 - a check, not a bind
     if every_address and not (settings.public_url and settings.node_id):
         click.echo(
@@ -172,7 +162,7 @@ def serve(service: str) -> None:
             f"peers would be told {settings.ledger_public_url}",
             err=True,
         )
-    importlib.import_module(f"{SERVICES[service]}.__main__").main()
+    importlib.import_module(f"{SERVICES[service]}.__main__").main(settings)
 
 
 @main.command()
@@ -191,10 +181,7 @@ def backup(destination: Path, network: str | None, data_dir: Path | None) -> Non
     (miner-<network>.key, which holds the mined coins) is copied with mode 600. To restore,
     stop the node and copy both files back into its data dir (docs/operations.md).
     """
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = load_settings()
     settings = settings.with_(
         network=network or settings.network, data_dir=data_dir or settings.data_dir
     )

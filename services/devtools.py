@@ -23,7 +23,7 @@ import click
 
 from pybtc import NETWORKS, AddressError, Block, ValidationError, decode_address, format_amount
 from pybtc.pow import bits_to_target, search_nonce
-from services.common.settings import Settings, SettingsError
+from services.common.entry import load_settings
 from services.wallet.cli import parse_coins
 from services.wallet.remote import Remote, Reply, faucet_request, printable
 
@@ -38,13 +38,6 @@ DEVNET_BLOCK_WAIT = 600.0
 NONCES = 1 << 32
 PROGRESS_EVERY = 5.0
 """Seconds between progress lines while a devnet block is being mined."""
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -172,7 +165,7 @@ def mine(count: int, to: str | None, node: str | None) -> None:
     node's mining address (the miner's). On devnet the node's miner mines them, one after the
     other, and the progress is shown.
     """
-    settings = _settings()
+    settings = load_settings()  # exit 2 naming a bad setting
     ledger = Remote.at(node or settings.ledger_client_url, "the node", "--node or PYBTC_LEDGER_URL")
     miner = Remote.at(settings.miner_client_url, "the miner", "PYBTC_MINER_URL or PYBTC_MINER_PORT")
     token = settings.operator_token
@@ -213,7 +206,7 @@ def faucet(address: str, amount: str | None, wallet_url: str | None) -> None:
     An amount is for the node's operator: PYBTC_OPERATOR_TOKEN when the node has one, else
     this command must run on the node's machine. Operator payments are not rate-limited.
     """
-    settings = _settings()
+    settings = load_settings()  # exit 2 naming a bad setting
     _checked_address(address)
     body: dict[str, Any] = {"address": address}
     if amount is not None:

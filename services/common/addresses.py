@@ -5,6 +5,12 @@ from __future__ import annotations
 import ipaddress
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+CLIENT_NETWORKS = ("loopback", "private", "public", "link-local")
+"""The names `PYBTC_CLIENT_EXEMPT` may list."""
+PEER_NETWORKS = (*CLIENT_NETWORKS, "metadata")
+"""The names `PYBTC_PEER_NETWORKS` may list."""
 
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a)
@@ -36,3 +42,11 @@ def address_class(ip: Address) -> str:
     if ip.is_global:
         return "public"
     return "reserved"
+
+
+def parse_networks(text: str, what: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR ranges; ValueError naming `what` otherwise."""
+    try:
+        return tuple(ipaddress.ip_network(n.strip()) for n in text.split(",") if n.strip())
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None

@@ -38,27 +38,16 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from services.common.addresses import Address, address_class
+from services.common.addresses import CLIENT_NETWORKS as LIMIT_NETWORKS
+from services.common.addresses import Address, Network, address_class, parse_networks
 from services.common.quota import MAX_CLIENTS, TokenBuckets
 from services.common.settings import Settings
 from services.common.web import Handler, ServiceError
-
-LIMIT_NETWORKS = ("loopback", "private", "public", "link-local")
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass
 class _Client:
     connections: set[asyncio.BaseTransport] = field(default_factory=set)
-
-
-def parse_networks(text: str, what: str) -> tuple[Network, ...]:
-    """Comma-separated addresses or CIDR ranges; ValueError naming `what` otherwise."""
-    try:
-        return tuple(ipaddress.ip_network(n.strip()) for n in text.split(",") if n.strip())
-    except ValueError as exc:
-        raise ValueError(f"{what}: {exc}") from None
 
 
 IPV6_CLIENT_PREFIX = 64

@@ -1,19 +1,23 @@
 """Settings: every knob of a node, read once from `PYBTC_*` environment variables.
 
 `Settings.from_env()` is called by each service's `__main__` and by `pybtc up`; nothing reads
-the environment at import time. Tests build `Settings(...)` directly.
+the environment at import time. Tests build `Settings(...)` directly. Every value is checked
+against `RULES` (by `from_env`, and by `Settings.validate()` for settings built in code); a
+refusal is a `SettingsError` naming the variable, its value and what is allowed.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pybtc import COIN, NETWORKS, ChainParams, get_params
+from pybtc import COIN, ChainParams, get_params
+from services.common.setting_rules import FAUCET_ON, RULES
 
 PREFIX = "PYBTC_"
 CLIENT_ONLY = frozenset({"PYBTC_WALLET_FILE", "PYBTC_WALLET_PASSPHRASE", "PYBTC_WALLET_URL"})
@@ -53,6 +57,7 @@ class Settings:
     node_id: str = ""
     """This node's origin id on the bus (default: derived from the public URL)."""
     log_level: str = "INFO"
+    """DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)."""
     max_body_bytes: int = 1_048_576
     """Largest request body the ledger accepts (413 above; the other services take less)."""
     client_rate: int = 20
@@ -118,7 +123,8 @@ class Settings:
     announce_burst: int = 20
     """Such announcements one client may send at once before `announce_rate` applies."""
     faucet: str = "on"
-    """on or off: the wallet's faucet pays test coins from the node's key (devnet, regtest)."""
+    """on or off (yes/no, true/false, 1/0 too): the wallet's faucet pays test coins from the
+    node's key (devnet, regtest)."""
     faucet_amount: int = 10 * COIN
     """Base units one faucet payment sends."""
     faucet_interval: float = 60.0
@@ -174,6 +180,20 @@ class Settings:
     def wallet_client_url(self) -> str:
         return f"http://{self.local_host}:{self.wallet_port}"
 
+    @property
+    def browser_wallet_url(self) -> str:
+        """Where a person opens this node's browser wallet, as far as the settings tell: the
+        local URL when no public explorer URL is set (the tutorial's reader, on the node's
+        machine); the explorer's public host at the wallet port when that URL names the
+        explorer's own port (published as is); else "" (behind a proxy they do not say)."""
+        if not self.explorer_public_url:
+            return self.wallet_client_url
+        public = urlsplit(self.explorer_public_url)
+        if public.hostname and public.port == self.explorer_port:
+            host = f"[{public.hostname}]" if ":" in public.hostname else public.hostname
+            return f"{public.scheme}://{host}:{self.wallet_port}"
+        return ""
+
     def shifted(self, offset: int) -> Settings:
         """These settings with every port moved by `offset` (what --port-offset does)."""
         if not offset:
@@ -197,6 +217,11 @@ class Settings:
         if self.peer_networks:
             return self.peer_networks
         return "loopback,private,public" if is_loopback_host(self.host) else "private,public"
+
+    @property
+    def faucet_on(self) -> bool:
+        """`faucet` read as a switch (`validate` refuses anything that is neither on nor off)."""
+        return self.faucet.lower() in FAUCET_ON
 
     @property
     def mining_mode(self) -> str:
@@ -225,12 +250,17 @@ class Settings:
                 continue
             values[name] = _convert(key, raw, known[name].type)
         offset = values.pop("port_offset", 0)
-        settings = cls(**values, extra=extra).shifted(offset)
-        if settings.network not in NETWORKS:
-            raise SettingsError(
-                f"PYBTC_NETWORK={settings.network!r}: known networks are {', '.join(NETWORKS)}"
-            )
-        return settings
+        return cls(**values, extra=extra).shifted(offset).validate()
+
+    def validate(self) -> Settings:
+        """These settings, or SettingsError naming the first value `RULES` refuses."""
+        for name, rule in RULES.items():
+            value = getattr(self, name)
+            if value == "" and DEFAULTS[name] == "":
+                continue  # unset: the documented default applies
+            if not rule.ok(value):
+                raise SettingsError(f"{PREFIX}{name.upper()}={value!r}: {rule.allowed}")
+        return self
 
 
 def is_loopback_host(host: str) -> bool:
@@ -243,26 +273,15 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+DEFAULTS = {f.name: f.default for f in fields(Settings)}
+
+
 def _convert(key: str, raw: str, kind: object) -> Any:
     kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
-    if kind_name == "int":
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{key}={raw!r} is not a whole number") from None
-        if value < 0:
-            raise SettingsError(f"{key}={raw!r} must not be negative")
-        return value
-    if kind_name == "float":
-        try:
-            number = float(raw)
-        except ValueError:
-            raise SettingsError(f"{key}={raw!r} is not a number") from None
-        if key == "PYBTC_AUTO_MINE" and number == 0:
-            return number
-        if not 0 < number < 1e6:
-            raise SettingsError(f"{key}={raw!r} must be a positive number of seconds")
-        return number
-    if kind_name == "Path":
-        return Path(raw)
-    return raw
+    rule = RULES.get(key[len(PREFIX) :].lower())
+    convert: Callable[[str], Any] = {"int": int, "float": float, "Path": Path}.get(kind_name, str)
+    try:
+        return convert(raw)
+    except ValueError:
+        allowed = rule.allowed if rule else f"a {kind_name}"
+        raise SettingsError(f"{key}={raw!r}: {allowed}") from None

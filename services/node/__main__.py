@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.common.logs import setup_logging
+from services.common.entry import start_service
 from services.common.settings import Settings
 from services.node.app import create_app
 
 
-def main() -> None:
-    settings = Settings.from_env()
-    setup_logging(settings.log_level, service="ledger", node=settings.node_id)
+def main(settings: Settings | None = None) -> None:
+    """Check the settings (exit 2 on a bad one), then serve until stopped."""
+    settings = start_service("ledger", settings)
     app = create_app(settings)
     web.run_app(app, host=settings.host, port=settings.ledger_port, print=None)
 

@@ -40,13 +40,13 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import ThreadedResolver
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from services.common.addresses import PEER_NETWORKS as NETWORK_NAMES
 from services.common.addresses import Address, address_class
 from services.common.web import ServiceError
 from services.node.store import Store
 
 MAX_URL_LENGTH = 200
 INVALID_DATA_PENALTY = 1_000  # invalid data drops a peer at once
-NETWORK_NAMES = ("loopback", "private", "public", "link-local", "metadata")
 MAX_ERROR_LENGTH = 300
 PROTECTED_DELIVERERS = 8
 """Peers that delivered blocks most recently, never evicted for a newcomer."""

@@ -17,6 +17,7 @@ from pybtc import Block, Transaction, ValidationError, decode_address, format_am
 from pybtc.block import header_of_block
 from pybtc.encoding import check_hex
 from services.common.limits import client_key, require_operator
+from services.common.settings import Settings
 from services.common.web import ServiceError, parse_json, query_int, read_json_object
 from services.node.keys import BAD_BLOCKS, CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
 from services.node.ledger import Ledger
@@ -54,14 +55,34 @@ def _log_rejection(request: web.Request, kind: str, object_id: str, exc: Excepti
 # -- the tutorial's endpoints -------------------------------------------------------------------
 
 
+PROTOCOL_DOC = "docs/protocol.md §4"
+CLI_SEND = "pybtc wallet send RECIPIENT AMOUNT"
+
+
+def easy_ways(settings: Settings) -> str:
+    """The ways to make a transaction that sign it for you, for the tutorial's reader."""
+    url = settings.browser_wallet_url
+    browser = f"the browser wallet at {url}" if url else "this node's browser wallet"
+    return f"`{CLI_SEND}` or {browser}"
+
+
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
+    """The tutorial's greeting, and how a transaction is made now (signed)."""
+    settings = request.app[SETTINGS]
     return web.json_response(
         {
             "message": "Welcome to the pyBTC ledger API. Use /chain to view the chain, "
-            "/mine to mine a block, or /transactions/new to create a transaction.",
-            "network": request.app[SETTINGS].network,
+            "/mine to mine a block, or /transactions/new to create a transaction. "
+            f"Transactions are signed ({PROTOCOL_DOC}); the easy ways sign for you: "
+            f"{easy_ways(settings)}.",
+            "network": settings.network,
             "docs": "/openapi.yaml",
+            "send": {
+                "cli": CLI_SEND,
+                "browser_wallet": settings.browser_wallet_url,
+                "protocol": PROTOCOL_DOC,
+            },
         }
     )
 
@@ -95,7 +116,7 @@ async def transactions_new(request: web.Request) -> web.Response:
     body: dict[str, Any] = {}
     try:
         body = await read_json_object(request)
-        tx = _signed_transaction(body)
+        tx = _signed_transaction(body, request.app[SETTINGS])
         result = _ledger(request).submit_transaction(tx, _now(request))
     except (ValidationError, ServiceError) as exc:
         _log_rejection(request, "tx", _object_id(body, "txid"), exc)
@@ -115,7 +136,7 @@ async def transactions_new(request: web.Request) -> web.Response:
     )
 
 
-def _signed_transaction(body: dict[str, Any]) -> Transaction:
+def _signed_transaction(body: dict[str, Any], settings: Settings) -> Transaction:
     """The transaction in a request body; a relay's `"type": "sharing"` is allowed and dropped."""
     fields = dict(body)
     relay = fields.pop("type", None)
@@ -126,8 +147,9 @@ def _signed_transaction(body: dict[str, Any]) -> Transaction:
             400,
             "signature-required",
             "pyBTC transactions are signed: send sender, recipient, amount, fee, nonce, "
-            "timestamp, public_key and signature (see docs/protocol.md §4); the tutorial's "
-            "unsigned {sender, recipient, amount} cannot move coins",
+            f"timestamp, public_key and signature (see {PROTOCOL_DOC}); the tutorial's "
+            "unsigned {sender, recipient, amount} cannot move coins. The easy ways sign for "
+            f"you: {easy_ways(settings)}",
         )
     return Transaction.from_dict(fields)
 

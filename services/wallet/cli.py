@@ -9,6 +9,7 @@ error and every refusal (`{"error", "reason"}`) ends the command with one clear 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import urllib.parse
@@ -29,6 +30,8 @@ from pybtc import (
     get_params,
     parse_amount,
 )
+from services.common.entry import load_settings
+from services.common.settings import Settings
 from services.wallet.keyfile import (
     KeyFile,
     KeyFileError,
@@ -40,13 +43,52 @@ from services.wallet.keyfile import (
 )
 from services.wallet.remote import Remote, faucet_request, printable
 
-DEFAULT_NODE = "http://127.0.0.1:5000"
-DEFAULT_WALLET_URL = "http://127.0.0.1:8081"
 DEFAULT_FEE = 1_000
 """The ledger's minimum relay fee (Settings.min_fee), in units."""
 PASSPHRASE_VARIABLE = "PYBTC_WALLET_PASSPHRASE"  # noqa: S105 - a variable's name, not a secret
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- where the node is: the node's own settings ---------------------------------------------------
+
+
+@functools.cache
+def node_settings() -> Settings:
+    """The PYBTC_* settings a node on this machine runs with (exit 2 naming a bad one)."""
+    return load_settings()
+
+
+def ledger_default() -> tuple[str, str]:
+    """The ledger a command reaches without --node, and which settings said so."""
+    settings = node_settings()
+    if settings.ledger_url:
+        return settings.ledger_url, "PYBTC_LEDGER_URL"
+    if settings.public_url:
+        return settings.public_url, "PYBTC_PUBLIC_URL"
+    return settings.ledger_client_url, "PYBTC_HOST, PYBTC_LEDGER_PORT and PYBTC_PORT_OFFSET"
+
+
+def wallet_service_default() -> tuple[str, str]:
+    """The wallet service a command reaches without --wallet-url, and which settings said so."""
+    if os.environ.get("PYBTC_WALLET_URL"):
+        return os.environ["PYBTC_WALLET_URL"], "PYBTC_WALLET_URL"
+    url = node_settings().wallet_client_url
+    return url, "PYBTC_HOST, PYBTC_WALLET_PORT and PYBTC_PORT_OFFSET"
+
+
+class SettingsDefault(click.Option):
+    """An option whose default comes from the node's settings, shown in --help with its source."""
+
+    def __init__(self, *args: Any, resolve: Callable[[], tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, default=lambda: resolve()[0], **kwargs)
+        self.resolve = resolve
+        self.base_help = self.help or ""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        url, source = self.resolve()
+        self.help = f"{self.base_help} [default: {url}, from {source}]"
+        return super().get_help_record(ctx)
 
 
 # -- shared options and steps --------------------------------------------------------------------
@@ -59,11 +101,9 @@ def wallet_options(*, node: bool) -> Callable[[F], F]:
         if node:
             command = click.option(
                 "--node",
+                cls=SettingsDefault,
+                resolve=ledger_default,
                 metavar="URL",
-                default=DEFAULT_NODE,
-                show_default=True,
-                envvar="PYBTC_LEDGER_URL",
-                show_envvar=True,
                 help="The ledger to read from and send to.",
             )(command)
         command = click.option(
@@ -179,9 +219,10 @@ def wallet() -> None:
 
     The key is kept in a wallet file (--file, else PYBTC_WALLET_FILE, else
     ./wallet-<network>.json) encrypted with your passphrase; it never leaves this machine.
-    Transactions are signed here and sent to a ledger (--node, else PYBTC_LEDGER_URL, else
-    http://127.0.0.1:5000). The passphrase is asked at a prompt, or read from
-    PYBTC_WALLET_PASSPHRASE for scripts. See docs/wallet.md.
+    Transactions are signed here and sent to a ledger: --node, else the one the node's own
+    settings name (PYBTC_LEDGER_URL, else PYBTC_PUBLIC_URL, else this machine's
+    PYBTC_LEDGER_PORT plus PYBTC_PORT_OFFSET, as `pybtc up` uses them). The passphrase is
+    asked at a prompt, or read from PYBTC_WALLET_PASSPHRASE for scripts. See docs/wallet.md.
 
     \b
     Example on a regtest node:
@@ -377,11 +418,9 @@ def send(
 @click.argument("address", required=False)
 @click.option(
     "--wallet-url",
+    cls=SettingsDefault,
+    resolve=wallet_service_default,
     metavar="URL",
-    default=DEFAULT_WALLET_URL,
-    show_default=True,
-    envvar="PYBTC_WALLET_URL",
-    show_envvar=True,
     help="The node's wallet service, which runs the faucet.",
 )
 @click.option(

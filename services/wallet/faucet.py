@@ -36,9 +36,7 @@ class Faucet:
         self.settings = settings
         self.ledger = ledger
         self.clock = clock
-        self.enabled = (
-            settings.faucet.lower() in {"on", "1", "yes", "true"} and not settings.miner_address
-        )
+        self.enabled = settings.faucet_on and not settings.miner_address
         self.amount = settings.faucet_amount
         self._key: PrivateKey | None = None
         self._lock = asyncio.Lock()

@@ -295,3 +295,28 @@ def test_new_never_overwrites_and_needs_a_passphrase(tmp_path: Path) -> None:
     refused(wallet("new", cwd=tmp_path), "wallet-devnet.json exists already; not overwriting")
     assert path.read_text() == text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wallet-devnet.json"]
+
+
+def test_the_wallet_finds_the_node_by_the_nodes_settings(
+    ledger: LedgerProcess, tmp_path: Path
+) -> None:
+    """With only the node's own settings (PYBTC_LEDGER_PORT, or a port and PYBTC_PORT_OFFSET),
+    `pybtc wallet balance` talks to that ledger, not to whatever listens on 5000; --help says
+    which URL it will use and why."""
+    home = tmp_path / "alice"
+    alice = new_wallet(home)
+    mine(ledger.url, alice)
+    regtest = {"PYBTC_NETWORK": "regtest"}
+    by_port = {"PYBTC_LEDGER_PORT": str(ledger.port)} | regtest
+    assert field(ok(wallet("balance", cwd=home, **by_port)), "confirmed") == format_amount(
+        REGTEST.subsidy(1)
+    )
+    shifted = {"PYBTC_LEDGER_PORT": str(ledger.port - 7), "PYBTC_PORT_OFFSET": "7"} | regtest
+    assert field(ok(wallet("balance", alice, cwd=tmp_path, **shifted)), "confirmed") == (
+        format_amount(REGTEST.subsidy(1))
+    )
+    shown = " ".join(ok(wallet("balance", "--help", cwd=home, **shifted)).split())
+    assert f"[default: {ledger.url}, from PYBTC_HOST, PYBTC_LEDGER_PORT and PYBTC_PORT_OFFSET]" in (
+        shown
+    )
+    refused(wallet("balance", cwd=home, PYBTC_LEDGER_PORT="99999"), "error: PYBTC_LEDGER_PORT=")

@@ -104,6 +104,39 @@ async def test_index(ledger_client: TestClient) -> None:
     assert body["docs"] == "/openapi.yaml"
 
 
+async def test_index_says_how_a_transaction_is_made_now(ledger_client: TestClient) -> None:
+    """The tutorial's reader learns at GET / that transactions are signed, and the two easy
+    ways: the CLI wallet and this node's browser wallet (its URL from the node's settings)."""
+    body = await get_json(ledger_client, "/")
+    assert "signed" in body["message"]
+    assert "`pybtc wallet send RECIPIENT AMOUNT`" in body["message"]
+    assert "the browser wallet at http://127.0.0.1:8081" in body["message"]
+    assert body["send"] == {
+        "cli": "pybtc wallet send RECIPIENT AMOUNT",
+        "browser_wallet": "http://127.0.0.1:8081",
+        "protocol": "docs/protocol.md §4",
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "wallet"),
+    [
+        ({"wallet_port": 9081}, "http://127.0.0.1:9081"),
+        ({"host": "0.0.0.0"}, "http://127.0.0.1:8081"),  # reached on loopback
+        ({"explorer_public_url": "http://node.example:8080"}, "http://node.example:8081"),
+        ({"explorer_public_url": "https://explorer.example"}, ""),  # a proxy: not known
+    ],
+)
+async def test_the_browser_wallet_url_follows_the_settings(
+    aiohttp_client: Any, tmp_path: Path, redis_url: str, changes: dict[str, Any], wallet: str
+) -> None:
+    client = await aiohttp_client(create_app(ledger_settings(tmp_path, redis_url, **changes)))
+    body = await get_json(client, "/")
+    assert body["send"]["browser_wallet"] == wallet
+    shown = f"the browser wallet at {wallet}" if wallet else "this node's browser wallet"
+    assert shown in body["message"]
+
+
 async def test_chain_full_pages_and_headers(ledger_client: TestClient) -> None:
     """GET /chain answers the tutorial's {chain, length}; ?start=&limit= pages it and
     ?format=headers leaves the transactions out, with the same hashes as the full form."""
@@ -244,6 +277,11 @@ async def test_transactions_new_refuses_the_tutorials_unsigned_body(
     )
     assert_error(status, body, 400, "signature-required")
     assert "public_key" in body["error"]
+    assert "docs/protocol.md §4" in body["error"]
+    assert body["error"].endswith(
+        "The easy ways sign for you: `pybtc wallet send RECIPIENT AMOUNT` or the browser "
+        "wallet at http://127.0.0.1:8081"
+    )
     assert (await get_json(ledger_client, "/status"))["mempool_size"] == 0
 
 
