@@ -102,6 +102,13 @@ def test_mine_n_blocks_to_the_node_or_to_an_address(node: UpNode) -> None:
     assert height(node) == start + 3
     assert balance(node, to) == sum(REGTEST.subsidy(h) for h in range(start + 1, start + 4))
 
+    start = height(node)
+    many = pybtc(node, "mine", "30")  # past 20 blocks: a line every tenth of the way
+    assert many.returncode == 0, many.stderr
+    assert many.stdout.count("block ") == 10
+    assert f"block 30/30  height {start + 30}" in many.stdout
+    assert height(node) == start + 30
+
 
 @pytest.mark.parametrize(
     ("args", "code", "says"),
