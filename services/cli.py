@@ -15,6 +15,7 @@ import click
 
 from pybtc import NETWORKS, AddressError, PrivateKey, decode_address, format_amount, get_params
 from pybtc.pow import bits_to_target, block_work
+from services import devtools
 from services.common.entry import load_settings
 from services.common.logs import setup_logging
 from services.common.node_key import node_key_path
@@ -278,6 +279,8 @@ def check_address(address: str) -> None:
 
 
 main.add_command(wallet)
+main.add_command(devtools.mine)
+main.add_command(devtools.faucet)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -87,7 +87,14 @@ async def _miner_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = Engine(default_workers(settings.miner_workers))
     await asyncio.get_running_loop().run_in_executor(None, engine.start)
     ledger = LedgerClient(settings.ledger_internal_url)
-    miner = Miner(ledger, engine, address, settings.mining_mode, node=settings.origin)
+    miner = Miner(
+        ledger,
+        engine,
+        address,
+        settings.mining_mode,
+        node=settings.origin,
+        auto_mine=settings.auto_mine,
+    )
     if settings.redis_url:
         miner.bus = Bus(
             settings.redis_url, settings.network, f"{settings.origin}/miner", resync=_resync(miner)
@@ -101,9 +108,12 @@ async def _miner_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks.run("heartbeat", miner.heartbeat)
     if bus is not None:
         tasks.run("bus listener", lambda: _listen(bus, miner))
+    if miner.auto_mine > 0:
+        tasks.run("auto-mine", miner.auto_mine_loop)
     logger.info(
-        "miner up mode=%s workers=%d address=%s ledger=%s",
+        "miner up mode=%s auto_mine=%.1fs workers=%d address=%s ledger=%s",
         miner.mode,
+        miner.auto_mine,
         engine.size,
         address,
         settings.ledger_internal_url,
@@ -156,7 +166,8 @@ async def mine(request: web.Request) -> web.Response:
 
 @routes.get("/status")
 async def status(request: web.Request) -> web.Response:
-    """Mode, workers, current job, hash rate, blocks found and rejected, uptime."""
+    """Mode, activity (what it mines or waits for), auto-mine, workers, current job, hash
+    rate, blocks found and rejected, uptime."""
     return web.json_response(request.app[MINER].status())
 
 

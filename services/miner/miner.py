@@ -11,6 +11,12 @@ ledger asks, over HTTP (`POST /mine`, the ledger's tutorial `GET /mine`), and th
 the HTTP reply, sent once the ledger has accepted the block. The bus only ever wakes the loop
 to fetch a fresh template from the ledger: no message on it makes the miner mine or submit
 anything (DESIGN.md §6), and a `mine` request seen there is ignored.
+
+Auto-mine (`auto_mine` seconds, on-demand mode only): a supervised task asks for one block
+every `auto_mine` seconds, counted from the last block this miner found (for a request or by
+itself) or from the start. A block that arrives from elsewhere does not reset the count: the
+switch promises a block of this node's every SECONDS, as regtest boxes do, not a quiet period.
+`activity` in /status says at each moment what the miner is doing or waiting for.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ POLL = 0.01
 TX_DEBOUNCE = 1.0
 STATUS_POLL = 2.0
 HEARTBEAT = 1.0
+AUTO_MINE_PATIENCE = 300.0
+"""Seconds one auto-mined block may take before it is asked for again (and logged)."""
 MODES = ("auto", "on-demand")
 
 
@@ -66,6 +74,7 @@ class Miner:
         *,
         node: str,
         bus: Bus | None = None,
+        auto_mine: float = 0.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mining mode is one of {MODES}, not {mode!r}")
@@ -76,6 +85,10 @@ class Miner:
         self.node = node
         self.bus = bus
         self.stats = MinerStats()
+        self.auto_mine = auto_mine if mode == "on-demand" else 0.0
+        self._last_found_at = time.monotonic()
+        self._auto_pending = False
+        self._ledger_down = False
         self.template: Block | None = None
         self.job: Job | None = None
         self.requests: deque[tuple[int, asyncio.Future[Block]]] = deque()
@@ -142,6 +155,7 @@ class Miner:
                 await self._one_job()
                 backoff = 0.5
             except ServiceError as exc:
+                self._ledger_down = True
                 self.stats.last_error = exc.message
                 logger.warning("ledger unavailable error=%s retry_in=%.1fs", exc.message, backoff)
                 self.engine.idle()
@@ -151,6 +165,7 @@ class Miner:
     async def _one_job(self) -> None:
         self.wake.clear()
         body = await self.ledger.get("/mining/template", address=self.address)
+        self._ledger_down = False
         try:
             template = Block.from_dict(body["block"])
         except (KeyError, TypeError, ValidationError) as exc:
@@ -181,6 +196,7 @@ class Miner:
         if status == 201:
             self.stats.accepted += 1
             self.stats.last_block = block.hash
+            self._last_found_at = time.monotonic()
             if isinstance(body, dict) and body.get("is_tip"):
                 self._own_tip = block.hash
             logger.info("block accepted height=%d hash=%s", block.index, block.hash[:16])
@@ -203,6 +219,45 @@ class Miner:
                 return
 
     # -- helpers run beside the loop --------------------------------------------------------
+    async def auto_mine_loop(self) -> None:
+        """On-demand mode with auto_mine > 0: one block every auto_mine seconds."""
+        while True:
+            left = self._last_found_at + self.auto_mine - time.monotonic()
+            if left > 0:
+                await asyncio.sleep(left)
+                continue  # a block found meanwhile (a GET /mine) moved the next one on
+            self._auto_pending = True
+            try:
+                block = await self.mine_one(AUTO_MINE_PATIENCE)
+                logger.info("auto-mined block height=%d hash=%s", block.index, block.hash[:16])
+            except TimeoutError:
+                logger.warning("auto-mine found no block within %.0fs", AUTO_MINE_PATIENCE)
+            finally:
+                self._auto_pending = False
+
+    def activity(self) -> str:
+        """What the miner is doing or waiting for, now (for /status)."""
+        if self._ledger_down and self.wants_work:
+            return "no template: ledger unreachable"
+        requests = len(self.requests) - (1 if self._auto_pending else 0)
+        if self.wants_work:
+            template = self.template if self.job is not None else None
+            if template is None:
+                return "fetching a template from the ledger"
+            if self.mode == "auto":
+                why = " (auto mode)"
+            elif requests and self._auto_pending:
+                why = f" for {requests} GET /mine request(s) and auto-mine"
+            elif requests:
+                why = f" for {requests} GET /mine request(s)"
+            else:
+                why = " (auto)"
+            return f"mining block {template.index}{why}"
+        if self.auto_mine > 0:
+            left = max(0.0, self._last_found_at + self.auto_mine - time.monotonic())
+            return f"next auto-mined block in {left:.0f} s"
+        return "idle: on-demand, waiting for GET /mine"
+
     async def watch_ledger(self) -> None:
         """Poll the ledger's tip: the bus is a hint, this is the guarantee."""
         while True:
@@ -268,6 +323,8 @@ class Miner:
             "blocks_rejected": dict(self.stats.rejected),
             "stale_jobs_dropped": self.stats.stale_dropped,
             "requests_pending": len(self.requests),
+            "activity": self.activity(),
+            "auto_mine": self.auto_mine,
             "last_block": self.stats.last_block,
             "last_error": self.stats.last_error,
             "uptime": round(time.time() - self.stats.started, 1),

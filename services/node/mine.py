@@ -56,6 +56,26 @@ class MineDesk:
 
     async def mine_one(self, seconds: float) -> Block:
         """One block mined by this node's miner after the call, connected on the main chain."""
+        logger.info("mine request waiting for the miner url=%s timeout=%.0fs", self.url, seconds)
+        started = time.monotonic()
+        try:
+            block = await self._mine_one(seconds)
+        except ServiceError as exc:
+            logger.info(
+                "mine request ended without a block reason=%s after=%.1fs",
+                exc.reason,
+                time.monotonic() - started,
+            )
+            raise
+        logger.info(
+            "mine request done height=%d hash=%s after=%.1fs",
+            block.index,
+            block.hash[:16],
+            time.monotonic() - started,
+        )
+        return block
+
+    async def _mine_one(self, seconds: float) -> Block:
         start_height = self.ledger.height
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:

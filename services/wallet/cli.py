@@ -41,12 +41,11 @@ from services.wallet.keyfile import (
     read_key_file,
     write_key_file,
 )
-from services.wallet.remote import Remote, printable, retry_after, set_cookie_value
+from services.wallet.remote import Remote, faucet_request, printable
 
 DEFAULT_FEE = 1_000
 """The ledger's minimum relay fee (Settings.min_fee), in units."""
 PASSPHRASE_VARIABLE = "PYBTC_WALLET_PASSPHRASE"  # noqa: S105 - a variable's name, not a secret
-CSRF_COOKIE = "pybtc_csrf"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -442,22 +441,7 @@ def faucet(
     """
     target = chosen_address(address, file_path, network)
     service = Remote.at(wallet_url, "the wallet service", "--wallet-url or PYBTC_WALLET_URL")
-    reply = service.call("GET", "/api/csrf")
-    token = service.expect(reply, 200, "GET /api/csrf").get("token")
-    if not isinstance(token, str) or not token:
-        raise click.ClickException("the wallet service gave no CSRF token")
-    cookie = set_cookie_value(reply.headers, CSRF_COOKIE) or token
-    reply = service.call(
-        "POST",
-        "/api/faucet",
-        {"address": target},
-        {"X-CSRF-Token": token, "Cookie": f"{CSRF_COOKIE}={cookie}"}
-        | ({"Authorization": f"Bearer {operator_token}"} if operator_token else {}),
-    )
-    if reply.status == 429:
-        wait = retry_after(reply.headers.get("Retry-After"))
-        raise click.ClickException(f"the faucet paid recently; try again {wait}")
-    paid = service.expect(reply, 201, "the faucet request")
+    paid = faucet_request(service, {"address": target}, operator_token)
     amount = paid.get("amount")
     shown = f"{coins(amount)} pyBTC" if isinstance(amount, int) else printable(str(amount))
     click.echo(f"address  {target}")

@@ -2,7 +2,12 @@
 
 One payment at a time (a lock keeps nonces in order), each a normal signed transaction that
 the ledger validates like any other. Rate limits: the same address, or the same client, is
-paid at most once per `faucet_interval` seconds; the memory of both is bounded.
+paid at most once per `faucet_interval` seconds; the memory of both is bounded. The per-client
+rule applies to clients that are not on loopback only, so two browser wallets on the node's own
+machine can both be funded (the per-address rule stays for everyone).
+
+An operator payment (`amount` given: the operator token, or a loopback client when no token is
+set) is not rate-limited; its amount is checked against what the node key can spend.
 """
 
 from __future__ import annotations
@@ -60,8 +65,12 @@ class Faucet:
         while len(self._last) > REMEMBERED:
             self._last.popitem(last=False)
 
-    async def pay(self, address: str, client: str) -> Transaction:
-        """Send `amount` to `address` (already checked), or refuse with a ServiceError."""
+    async def pay(
+        self, address: str, client: str, *, local: bool = False, amount: int | None = None
+    ) -> Transaction:
+        """Send the faucet amount to `address` (already checked), or refuse with a
+        ServiceError. `local`: the client is on loopback (no per-client rule). `amount`: an
+        operator payment of that many units (the caller checked who asks), not rate-limited."""
         if self.settings.miner_address:
             raise ServiceError(
                 403,
@@ -70,7 +79,15 @@ class Faucet:
             )
         if not self.enabled:
             raise ServiceError(403, "faucet-off", "the faucet is switched off on this node")
-        names = (f"address:{address}", f"client:{client}")
+        if amount is not None and (
+            isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0
+        ):
+            raise ServiceError(400, "bad-amount", "amount is a positive whole number of units")
+        operator = amount is not None
+        pay = self.amount if amount is None else amount
+        names = (
+            () if operator else (f"address:{address}",) + (() if local else (f"client:{client}",))
+        )
         async with self._lock:
             wait = self._wait_left(*names)
             if wait > 0:
@@ -83,7 +100,14 @@ class Faucet:
             # like the ledger: confirmed coins less pending spends (incoming ones do not count)
             spendable = account["balance"] + sum(min(0, p["delta"]) for p in history["pending"])
             fee = self.settings.min_fee
-            if spendable < self.amount + fee:
+            if operator and spendable < pay + fee:
+                raise ServiceError(
+                    400,
+                    "amount-over-balance",
+                    f"the node key can spend {format_amount(max(0, spendable - fee))} pyBTC "
+                    f"after the {format_amount(fee)} fee, less than {format_amount(pay)}",
+                )
+            if spendable < pay + fee:
                 raise ServiceError(
                     503,
                     "faucet-empty",
@@ -94,7 +118,7 @@ class Faucet:
             tx = Transaction.create(
                 key,
                 address,
-                self.amount,
+                pay,
                 fee=fee,
                 nonce=account["next_nonce"],
                 timestamp=int(time.time()),

@@ -52,7 +52,12 @@ class Remote:
         return cls(url.rstrip("/"), what, option)
 
     def call(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = TIMEOUT,
     ) -> Reply:
         """One request; any HTTP status is a Reply, a network failure a ClickException."""
         data = None if body is None else json.dumps(body).encode()
@@ -68,21 +73,21 @@ class Remote:
         )
         try:
             try:
-                with opener.open(request, timeout=TIMEOUT) as response:
+                with opener.open(request, timeout=timeout) as response:
                     return Reply(response.status, _json(response.read(MAX_REPLY)), response.headers)
             except urllib.error.HTTPError as exc:
                 with exc:
                     return Reply(exc.code, _json(exc.read(MAX_REPLY)), exc.headers)
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
-                raise self._timed_out() from None
+                raise self._timed_out(timeout) from None
             detail = getattr(exc.reason, "strerror", None) or str(exc.reason)
             raise click.ClickException(
                 f"cannot reach {self.what} at {self.base_url}: {detail} "
                 f"(is it running? give another with {self.option})"
             ) from None
         except TimeoutError:
-            raise self._timed_out() from None
+            raise self._timed_out(timeout) from None
         except (HTTPException, OSError) as exc:
             raise click.ClickException(
                 f"the connection to {self.what} at {self.base_url} failed: {exc!r}"
@@ -110,9 +115,9 @@ class Remote:
             return f"{self.what} refused {doing}: {printable(body['error'])} ({reason})"
         return f"{self.what} at {self.base_url} answered {doing} with HTTP {reply.status}"
 
-    def _timed_out(self) -> click.ClickException:
+    def _timed_out(self, timeout: float) -> click.ClickException:
         return click.ClickException(
-            f"{self.what} at {self.base_url} did not answer within {TIMEOUT:.0f} s"
+            f"{self.what} at {self.base_url} did not answer within {timeout:.0f} s"
         )
 
 
@@ -149,3 +154,27 @@ def retry_after(value: str | None) -> str:
     if seconds < 90 * 60:
         return f"in {round(seconds / 60)} minutes"
     return f"in {seconds / 3600:.1f} hours"
+
+
+CSRF_COOKIE = "pybtc_csrf"
+
+
+def faucet_request(service: Remote, body: dict[str, Any], operator_token: str) -> Any:
+    """POST /api/faucet to the wallet service `service` (its CSRF token fetched first, the
+    operator token sent when given): the 201 answer, else one clear ClickException."""
+    reply = service.call("GET", "/api/csrf")
+    token = service.expect(reply, 200, "GET /api/csrf").get("token")
+    if not isinstance(token, str) or not token:
+        raise click.ClickException("the wallet service gave no CSRF token")
+    cookie = set_cookie_value(reply.headers, CSRF_COOKIE) or token
+    reply = service.call(
+        "POST",
+        "/api/faucet",
+        body,
+        {"X-CSRF-Token": token, "Cookie": f"{CSRF_COOKIE}={cookie}"}
+        | ({"Authorization": f"Bearer {operator_token}"} if operator_token else {}),
+    )
+    if reply.status == 429:
+        wait = retry_after(reply.headers.get("Retry-After"))
+        raise click.ClickException(f"the faucet paid recently; try again {wait}")
+    return service.expect(reply, 201, "the faucet request")

@@ -18,7 +18,7 @@ from aiohttp import web
 from pybtc import COIN, AddressError, Transaction, address_from_public_key, decode_address
 from pybtc.errors import ValidationError
 from services.common.ledger_client import LedgerClient
-from services.common.limits import client_key, require_operator
+from services.common.limits import LOOPBACK_CLIENT, client_key, require_operator
 from services.common.pages import BROADCASTER, LEDGER, SETTINGS, is_hash
 from services.common.web import ServiceError, query_int, read_json_object
 from services.wallet.csrf import csrf_token
@@ -215,20 +215,30 @@ async def api_broadcast(request: web.Request) -> web.Response:
 
 @routes.post("/api/faucet")
 async def api_faucet(request: web.Request) -> web.Response:
-    require_operator(request, request.app[SETTINGS])
+    """`{"address"}`: the faucet amount, rate-limited; `{"address", "amount"}` (units): an
+    operator payment (the operator token, or a loopback client when none is set)."""
+    settings = request.app[SETTINGS]
+    require_operator(request, settings)
     body = await read_json_object(request)
     address = body.get("address")
     if not isinstance(address, str):
         raise ServiceError(400, "bad-address", 'send {"address": "P..."}')
     _address(address)
+    amount = body.get("amount")
+    client = client_key(request)
+    local = client == LOOPBACK_CLIENT  # behind a trusted proxy: the forwarded client
+    if amount is not None and not settings.operator_token and not local:
+        # no token: only the node's own machine may choose an amount (a stranger may not)
+        raise ServiceError(
+            403, "operator-only", "an amount is for this node's operator: ask from its machine"
+        )
     try:
-        tx = await request.app[FAUCET].pay(address, client_key(request))
+        tx = await request.app[FAUCET].pay(address, client, local=local, amount=amount)
     except RateLimitedError as exc:
         return web.json_response(
             exc.to_dict(), status=429, headers={"Retry-After": str(exc.retry_after)}
         )
-    logger.info("faucet paid address=%s txid=%s", address, tx.txid[:16])
-    settings = request.app[SETTINGS]
+    logger.info("faucet paid address=%s amount=%d txid=%s", address, tx.amount, tx.txid[:16])
     return web.json_response(
         {
             "txid": tx.txid,

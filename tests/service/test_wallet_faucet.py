@@ -56,14 +56,26 @@ async def test_faucet_pays(wallet: Wallet) -> None:
     assert (await wallet.ledger(f"/address/{ALICE.address}"))["balance"] == 10 * COIN
 
 
-async def test_faucet_rate_limits_the_address_and_the_client(wallet: Wallet) -> None:
-    """Right after a payment the same address, and another address from the same client, are
-    429 rate-limited with a whole-seconds Retry-After; nothing more is paid."""
-    resp = await wallet.post(FAUCET, {"address": ALICE.address})
+REMOTE = {"X-Forwarded-For": "203.0.113.5"}
+"""A client that is not on loopback, as a trusted proxy on loopback names it."""
+
+
+@pytest.fixture
+async def proxied(aiohttp_client: Any, tmp_path: Path, redis_url: str) -> AsyncIterator[Wallet]:
+    """A funded wallet service behind a proxy on loopback: REMOTE is a remote client."""
+    async with funded_wallet(aiohttp_client, tmp_path, redis_url, trusted_proxies="127.0.0.1") as w:
+        yield w
+
+
+async def test_faucet_rate_limits_the_address_and_the_client(proxied: Wallet) -> None:
+    """Right after a payment the same address, and another address from the same remote
+    client, are 429 rate-limited with a whole-seconds Retry-After; nothing more is paid."""
+    wallet = proxied
+    resp = await wallet.post(FAUCET, {"address": ALICE.address}, headers=REMOTE)
     assert resp.status == 201, await resp.text()
     for address in (ALICE.address, BOB.address):
         before = await wallet.snapshot()
-        resp = await wallet.post(FAUCET, {"address": address})
+        resp = await wallet.post(FAUCET, {"address": address}, headers=REMOTE)
         await assert_refusal(resp, 429, "rate-limited")
         retry = resp.headers["Retry-After"]
         assert retry.isdigit(), retry
@@ -71,12 +83,85 @@ async def test_faucet_rate_limits_the_address_and_the_client(wallet: Wallet) -> 
         assert await wallet.snapshot() == before
 
 
-async def test_concurrent_faucet_requests_pay_once(wallet: Wallet) -> None:
-    """Three requests at once from one client for three addresses: one payment, two 429s."""
+async def test_concurrent_faucet_requests_pay_once(proxied: Wallet) -> None:
+    """Three requests at once from one remote client for three addresses: one payment, two
+    429s."""
+    wallet = proxied
     addresses = [ALICE.address, BOB.address, SENDER.address]
-    answers = await asyncio.gather(*(wallet.post(FAUCET, {"address": a}) for a in addresses))
+    answers = await asyncio.gather(
+        *(wallet.post(FAUCET, {"address": a}, headers=REMOTE) for a in addresses)
+    )
     assert sorted(r.status for r in answers) == [201, 429, 429]
     assert (await wallet.ledger("/status"))["mempool_size"] == 1
+
+
+async def test_two_local_wallets_are_both_funded(wallet: Wallet) -> None:
+    """From loopback (two browser wallets on the node's machine) two addresses one right after
+    the other are both paid; the same address again is still 429 (the per-address rule)."""
+    for address in (ALICE.address, BOB.address):
+        resp = await wallet.post(FAUCET, {"address": address})
+        assert resp.status == 201, await resp.text()
+    before = await wallet.snapshot()
+    await assert_refusal(await wallet.post(FAUCET, {"address": ALICE.address}), 429, "rate-limited")
+    assert await wallet.snapshot() == before
+
+
+async def test_an_operator_amount_from_loopback_is_paid_each_time(wallet: Wallet) -> None:
+    """No token set: a loopback client may choose the amount; such payments are not
+    rate-limited (twice to one address), and are exactly that many units."""
+    for _ in range(2):
+        resp = await wallet.post(FAUCET, {"address": ALICE.address, "amount": 150_000_000})
+        body = await resp.json()
+        assert resp.status == 201, body
+        assert body["amount"] == 150_000_000
+    await wallet.mine(BOB.address)
+    assert (await wallet.ledger(f"/address/{ALICE.address}"))["balance"] == 300_000_000
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        (0, "bad-amount"),
+        (-5, "bad-amount"),
+        ("1", "bad-amount"),
+        (True, "bad-amount"),
+        (1.5, "bad-amount"),
+        (10**15, "amount-over-balance"),
+    ],
+    ids=["zero", "negative", "string", "bool", "float", "over-balance"],
+)
+async def test_a_bad_operator_amount_is_refused(wallet: Wallet, amount: Any, reason: str) -> None:
+    """An amount that is not a positive whole number of units, or more than the node key can
+    spend, is 400 with its reason; nothing is paid."""
+    before = await wallet.snapshot()
+    resp = await wallet.post(FAUCET, {"address": ALICE.address, "amount": amount})
+    await assert_refusal(resp, 400, reason)
+    assert await wallet.snapshot() == before
+
+
+async def test_a_remote_client_may_not_choose_the_amount(proxied: Wallet) -> None:
+    """No token set: an amount from a client that is not on loopback is 403 operator-only."""
+    before = await proxied.snapshot()
+    resp = await proxied.post(FAUCET, {"address": ALICE.address, "amount": COIN}, headers=REMOTE)
+    await assert_refusal(resp, 403, "operator-only")
+    assert await proxied.snapshot() == before
+
+
+async def test_with_a_token_the_operator_chooses_the_amount(
+    aiohttp_client: Any, tmp_path: Path, redis_url: str
+) -> None:
+    """With PYBTC_OPERATOR_TOKEN set the token is what lets an amount through, from anywhere;
+    without it the faucet is 401 operator-only."""
+    token = "s3cret-token"
+    async with funded_wallet(
+        aiohttp_client, tmp_path, redis_url, operator_token=token, trusted_proxies="127.0.0.1"
+    ) as wallet:
+        body = {"address": ALICE.address, "amount": 2 * COIN}
+        await assert_refusal(await wallet.post(FAUCET, body), 401, "operator-only")
+        auth = {"Authorization": f"Bearer {token}"} | REMOTE
+        for _ in range(2):
+            resp = await wallet.post(FAUCET, body, headers=auth)
+            assert resp.status == 201, await resp.text()
 
 
 async def test_faucet_pays_again_after_the_interval(
