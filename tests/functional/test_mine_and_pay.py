@@ -218,11 +218,6 @@ def _grows_by_itself(started: UpNode) -> None:
         _stop(started, drain)
 
 
-def test_auto_mine_by_the_environment(tmp_path: Path) -> None:
-    """PYBTC_AUTO_MINE=1 on regtest (on-demand): the height grows by itself."""
-    _grows_by_itself(UpNode(tmp_path / "data", PYBTC_AUTO_MINE="1"))
-
-
 def test_auto_mine_by_the_flag(tmp_path: Path) -> None:
     """`pybtc up --auto-mine 1` on regtest: the height grows by itself."""
     _grows_by_itself(UpNode(tmp_path / "data", args=("--auto-mine", "1")))
