@@ -36,6 +36,7 @@ from pybtc import REGTEST, Block, PrivateKey, Transaction
 from pybtc.mining import mine_block
 from services.common.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from services.common.settings import Settings
+from tests.upnode import UpNode
 
 logger = logging.getLogger(__name__)
 
@@ -337,3 +338,13 @@ class KillableRedis:
             self.server.stop()
             self.server = None
         return 0
+
+
+@pytest.fixture
+def up_node(tmp_path: Path) -> Iterator[UpNode]:
+    """A `pybtc up --network regtest` node of the test's own, stopped at the end."""
+    started = UpNode(tmp_path / "data")
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -14,7 +14,6 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,27 +36,18 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[UpNode]:
-    started = UpNode(tmp_path / "data")
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-def test_up_serves_restarts_and_stops_cleanly(node: UpNode) -> None:
-    redis_pid = int(node.read_until(r"redis started pid=(\d+)").group(1))
-    ledger_pid = int(node.read_until(r"started service=ledger pid=(\d+)").group(1))
-    node.read_until(r"Press Ctrl-C to stop")
-    table = "".join(node.lines)
-    assert f"http://127.0.0.1:{node.port}" in table
+def test_up_serves_restarts_and_stops_cleanly(up_node: UpNode) -> None:
+    redis_pid = int(up_node.read_until(r"redis started pid=(\d+)").group(1))
+    ledger_pid = int(up_node.read_until(r"started service=ledger pid=(\d+)").group(1))
+    up_node.read_until(r"Press Ctrl-C to stop")
+    table = "".join(up_node.lines)
+    assert f"http://127.0.0.1:{up_node.port}" in table
     assert "embedded redis-server" in table
-    assert f"http://127.0.0.1:{node.miner_port}" in table
-    status = node.get("/status")
+    assert f"http://127.0.0.1:{up_node.miner_port}" in table
+    status = up_node.get("/status")
     assert status["network"] == "regtest"
     assert status["height"] == 1
-    miner = node.get("/status", node.miner_port)
+    miner = up_node.get("/status", up_node.miner_port)
     assert miner["mode"] == "on-demand"  # regtest's default
     worker_pids = miner["worker_pids"]
     assert isinstance(worker_pids, list)
@@ -65,21 +55,21 @@ def test_up_serves_restarts_and_stops_cleanly(node: UpNode) -> None:
 
     # a crashed ledger is reported and restarted
     os.kill(ledger_pid, signal.SIGKILL)
-    node.read_until(r"ledger exited with code -9; restarting")
-    new_pid = int(node.read_until(r"started service=ledger pid=(\d+)").group(1))
+    up_node.read_until(r"ledger exited with code -9; restarting")
+    new_pid = int(up_node.read_until(r"started service=ledger pid=(\d+)").group(1))
     assert new_pid != ledger_pid
     deadline = time.monotonic() + 20
     while True:
         try:
-            assert node.get("/healthz")["status"] in {"ok", "degraded"}
+            assert up_node.get("/healthz")["status"] in {"ok", "degraded"}
             break
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
 
-    assert node.stop() == 0
-    output = "".join(node.lines)
+    assert up_node.stop() == 0
+    output = "".join(up_node.lines)
     assert "SIGTERM received: stopping the node" in output
     assert "node stopped" in output
     assert not _alive(new_pid), "the ledger outlived pybtc up"

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -52,26 +51,17 @@ def _all_gone(pids: list[int], within: float = GONE_WITHIN) -> list[int]:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[UpNode]:
-    started = UpNode(tmp_path / "data")
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-def test_kill_9_of_up_takes_every_child_with_it(node: UpNode) -> None:
-    node.wait_ready()
-    pids = _pids(node.lines)
+def test_kill_9_of_up_takes_every_child_with_it(up_node: UpNode) -> None:
+    up_node.wait_ready()
+    pids = _pids(up_node.lines)
     assert set(pids) == {"redis", "ledger", "miner", "explorer", "wallet"}, pids
-    workers = node.get("/status", node.miner_port)["worker_pids"]
+    workers = up_node.get("/status", up_node.miner_port)["worker_pids"]
     assert workers
     everything = [*pids.values(), *workers]
     assert all(_alive(pid) for pid in everything)
 
-    node.proc.send_signal(signal.SIGKILL)
-    node.proc.wait(10)
+    up_node.proc.send_signal(signal.SIGKILL)
+    up_node.proc.wait(10)
     left = _all_gone(everything)
     assert not left, f"still running {GONE_WITHIN:.0f}s after kill -9 of pybtc up: {left}"
 
@@ -97,31 +87,31 @@ def test_ctrl_c_during_start_up_stops_what_started(tmp_path: Path, during: str) 
     assert not _all_gone(list(pids.values())), output
 
 
-def test_a_service_that_keeps_failing_at_start_ends_the_run(node: UpNode) -> None:
+def test_a_service_that_keeps_failing_at_start_ends_the_run(up_node: UpNode) -> None:
     """The wallet's port is taken the moment it is killed: its restart cannot listen, so
     `pybtc up` stops with the reason instead of restarting it forever."""
-    node.wait_ready()
-    wallet = _pids(node.lines)["wallet"]
+    up_node.wait_ready()
+    wallet = _pids(up_node.lines)["wallet"]
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         node_socket_free = time.monotonic() + 5
         os.kill(wallet, signal.SIGKILL)
         while True:  # as soon as the kernel has closed the dead wallet's socket
             try:
-                squatter.bind(("127.0.0.1", node.wallet_port))
+                squatter.bind(("127.0.0.1", up_node.wallet_port))
                 break
             except OSError:
                 assert time.monotonic() < node_socket_free, "the wallet's port stayed taken"
                 time.sleep(0.01)
         squatter.listen()
-        node.read_until(r"error: wallet keeps failing at start", timeout=60)
-        code = node.stop()
-    output = "".join(node.lines)
+        up_node.read_until(r"error: wallet keeps failing at start", timeout=60)
+        code = up_node.stop()
+    output = "".join(up_node.lines)
     assert code == 1, output
     assert "wallet exited with code -9; restarting" in output
     assert "; stopping" in output
     assert "node stopped" in output
-    assert not _all_gone(list(_pids(node.lines).values())), output
+    assert not _all_gone(list(_pids(up_node.lines).values())), output
 
 
 def test_port_offset_moves_every_port_of_three_nodes(tmp_path: Path) -> None:
