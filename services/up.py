@@ -155,7 +155,8 @@ def port_problems(settings: Settings, network: list[Node]) -> list[str]:
     them, program = ("them", "other programs") if len(busy) > 1 else ("it", "another program")
     verb = "are" if len(busy) > 1 else "is"
     offset = free_offset(settings.host, [s.port for _, s in _each_service(network)])
-    move = f"--port-offset {offset}" if offset else "--port-offset N"
+    # --port-offset replaces PYBTC_PORT_OFFSET, so the one to give counts from the base ports
+    move = f"--port-offset {settings.port_offset + offset}" if offset else "--port-offset N"
     return [
         f"{names} {verb} in use by {program}; stop {them}, or move pyBTC with {move} "
         f"(or {variables})"

@@ -135,3 +135,36 @@ def _search(lines: list[str], pattern: str) -> re.Match[str]:
     found = re.search(pattern, "".join(lines))
     assert found is not None, f"{pattern!r} not printed:\n{''.join(lines)}"
     return found
+
+
+def test_the_offset_a_taken_port_suggests_counts_from_the_base_ports(tmp_path: Path) -> None:
+    """--port-offset replaces PYBTC_PORT_OFFSET, so with PYBTC_PORT_OFFSET=7 already moving the
+    node onto a taken port the suggestion is 7 plus the move, and it does start there."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        blocked = UpNode(tmp_path / "data", PYBTC_LEDGER_PORT=str(port - 7), PYBTC_PORT_OFFSET="7")
+        try:
+            blocked.proc.wait(10)
+        finally:
+            code = blocked.stop()
+        output = "".join(blocked.lines)
+        assert code == 1, output
+        offset = int(_search(blocked.lines, r"move pyBTC with --port-offset (\d+)").group(1))
+        assert offset > 7, output
+        assert offset % 10 == 7, output
+        moved = UpNode(  # the very ports the suggestion was checked for
+            tmp_path / "data",
+            PYBTC_LEDGER_PORT=str(port - 7),
+            PYBTC_MINER_PORT=str(blocked.miner_port),
+            PYBTC_EXPLORER_PORT=str(blocked.explorer_port),
+            PYBTC_WALLET_PORT=str(blocked.wallet_port),
+            PYBTC_PORT_OFFSET="7",
+            args=("--port-offset", str(offset)),
+        )
+        try:
+            moved.read_until(r"Press Ctrl-C to stop")
+            assert f"http://127.0.0.1:{port - 7 + offset}" in "".join(moved.lines)
+        finally:
+            assert moved.stop() == 0
