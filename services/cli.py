@@ -19,6 +19,7 @@ from services import devtools
 from services.common.entry import load_settings
 from services.common.logs import setup_logging
 from services.common.node_key import node_key_path
+from services.up import SERVICES as SERVICE_MODULES
 from services.up import run_node
 from services.wallet.cli import wallet
 
@@ -193,12 +194,7 @@ def keygen(out: Path | None) -> None:
     click.echo(f"address      {key.address}")
 
 
-SERVICES = {
-    "ledger": "services.node",
-    "miner": "services.miner",
-    "explorer": "services.explorer",
-    "wallet": "services.wallet",
-}
+SERVICES = dict(SERVICE_MODULES)
 
 
 @main.command()

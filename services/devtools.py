@@ -21,10 +21,10 @@ from typing import Any
 
 import click
 
-from pybtc import NETWORKS, AddressError, Block, ValidationError, decode_address, format_amount
+from pybtc import NETWORKS, AddressError, Block, ValidationError, decode_address
 from pybtc.pow import bits_to_target, search_nonce
 from services.common.entry import load_settings
-from services.wallet.cli import parse_coins
+from services.wallet.cli import parse_coins, show_payment, wallet_service_default
 from services.wallet.remote import Remote, Reply, faucet_request, printable
 
 STALE = frozenset({"low-work", "duplicate-block", "bad-previous", "orphan", "stale-template"})
@@ -198,7 +198,8 @@ def mine(count: int, to: str | None, node: str | None) -> None:
     "--wallet-url",
     metavar="URL",
     default=None,
-    help="The node's wallet service (default: the node's settings, PYBTC_WALLET_PORT).",
+    help="The node's wallet service (default: PYBTC_WALLET_URL, else the node's settings: "
+    "PYBTC_WALLET_PORT and PYBTC_PORT_OFFSET).",
 )
 def faucet(address: str, amount: str | None, wallet_url: str | None) -> None:
     """Pay AMOUNT pyBTC (default: the faucet amount) to ADDRESS from the node's key.
@@ -214,16 +215,6 @@ def faucet(address: str, amount: str | None, wallet_url: str | None) -> None:
         if units <= 0:
             raise click.ClickException(f"AMOUNT {amount!r}: must be more than 0")
         body["amount"] = units
-    service = Remote.at(
-        wallet_url or settings.wallet_client_url, "the wallet service", "--wallet-url"
-    )
-    paid = faucet_request(service, body, settings.operator_token)
-    units_paid = paid.get("amount")
-    shown = (
-        f"{format_amount(units_paid)} pyBTC"
-        if isinstance(units_paid, int)
-        else printable(str(units_paid))
-    )
-    click.echo(f"address  {address}")
-    click.echo(f"amount   {shown}")
-    click.echo(f"txid     {printable(str(paid.get('txid')))}")
+    url = wallet_url or wallet_service_default()[0]  # as `pybtc wallet faucet` finds it
+    service = Remote.at(url, "the wallet service", "--wallet-url or PYBTC_WALLET_URL")
+    show_payment(address, faucet_request(service, body, settings.operator_token))

@@ -232,6 +232,7 @@ def run_node(
     previous = {s: signal.signal(s, stopping.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     settings = settings.with_(instance_id=secrets.token_hex(8))
     network = layout(settings, nodes)
+    problems: list[str] = []
     try:
         problems = port_problems(settings, network)
         if problems:
@@ -260,7 +261,8 @@ def run_node(
         _stop(network)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        echo("node stopped" if nodes == 1 else f"{nodes} nodes stopped")
+        if not problems:  # refused before the start: nothing ran, nothing stopped
+            echo("node stopped" if nodes == 1 else f"{nodes} nodes stopped")
 
 
 def _start(settings: Settings, network: list[Node], bus: str, stopping: _StopFlag) -> bool:

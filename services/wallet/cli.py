@@ -441,9 +441,13 @@ def faucet(
     """
     target = chosen_address(address, file_path, network)
     service = Remote.at(wallet_url, "the wallet service", "--wallet-url or PYBTC_WALLET_URL")
-    paid = faucet_request(service, {"address": target}, operator_token)
+    show_payment(target, faucet_request(service, {"address": target}, operator_token))
+
+
+def show_payment(address: str, paid: dict[str, Any]) -> None:
+    """The faucet's 201 answer, a line each (what the service sent is shown printable only)."""
     amount = paid.get("amount")
     shown = f"{coins(amount)} pyBTC" if isinstance(amount, int) else printable(str(amount))
-    click.echo(f"address  {target}")
+    click.echo(f"address  {address}")
     click.echo(f"amount   {shown}")
     click.echo(f"txid     {printable(str(paid.get('txid')))}")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from pybtc import PrivateKey, Transaction, format_amount
 from services.common.ledger_client import LedgerClient
+from services.common.limits import LOOPBACK_CLIENT
 from services.common.node_key import load_or_create_node_key
 from services.common.settings import Settings
 from services.common.web import ServiceError
@@ -65,12 +66,10 @@ class Faucet:
         while len(self._last) > REMEMBERED:
             self._last.popitem(last=False)
 
-    async def pay(
-        self, address: str, client: str, *, local: bool = False, amount: int | None = None
-    ) -> Transaction:
+    async def pay(self, address: str, client: str, *, amount: int | None = None) -> Transaction:
         """Send the faucet amount to `address` (already checked), or refuse with a
-        ServiceError. `local`: the client is on loopback (no per-client rule). `amount`: an
-        operator payment of that many units (the caller checked who asks), not rate-limited."""
+        ServiceError. A loopback `client` has no per-client rule. `amount`: an operator payment
+        of that many units (the caller checked who asks), not rate-limited."""
         if self.settings.miner_address:
             raise ServiceError(
                 403,
@@ -85,9 +84,11 @@ class Faucet:
             raise ServiceError(400, "bad-amount", "amount is a positive whole number of units")
         operator = amount is not None
         pay = self.amount if amount is None else amount
-        names = (
-            () if operator else (f"address:{address}",) + (() if local else (f"client:{client}",))
-        )
+        names: tuple[str, ...] = ()
+        if not operator:
+            names = (f"address:{address}",)
+            if client != LOOPBACK_CLIENT:
+                names += (f"client:{client}",)
         async with self._lock:
             wait = self._wait_left(*names)
             if wait > 0:

@@ -233,7 +233,7 @@ async def api_faucet(request: web.Request) -> web.Response:
             403, "operator-only", "an amount is for this node's operator: ask from its machine"
         )
     try:
-        tx = await request.app[FAUCET].pay(address, client, local=local, amount=amount)
+        tx = await request.app[FAUCET].pay(address, client, amount=amount)
     except RateLimitedError as exc:
         return web.json_response(
             exc.to_dict(), status=429, headers={"Retry-After": str(exc.retry_after)}

@@ -166,8 +166,11 @@ def test_faucet_pays_the_amount_twice_in_a_row(node: UpNode) -> None:
     refused = pybtc(node, "faucet", to, "20000000")
     assert refused.returncode == 1
     assert "amount-over-balance" in refused.stderr
+    # PYBTC_WALLET_URL comes first, as for `pybtc wallet faucet`: the port named is closed
+    moved = pybtc(node, "faucet", to, "1", PYBTC_WALLET_PORT="1", PYBTC_WALLET_URL=node.wallet_url)
+    assert moved.returncode == 0, moved.stderr
     assert pybtc(node, "mine", "1").returncode == 0
-    assert balance(node, to) == 3 * COIN
+    assert balance(node, to) == 4 * COIN
 
 
 def test_two_local_wallets_are_funded_one_after_the_other(node: UpNode) -> None:

@@ -101,6 +101,7 @@ def test_up_reports_a_taken_port_before_starting_anything(tmp_path: Path, servic
     assert f"PYBTC_{service.upper()}_PORT" in output
     assert "started service=" not in output
     assert "redis started" not in output
+    assert "node stopped" not in output  # nothing ran
     assert not (tmp_path / "data" / "redis").exists()
 
 

@@ -20,6 +20,19 @@ def ledger_settings(data_dir: Path, redis_url: str = "", **changes: Any) -> Sett
     return Settings(network="regtest", data_dir=data_dir, redis_url=redis_url, **changes)
 
 
+def lone_miner_settings(data_dir: Path, **changes: Any) -> Settings:
+    """Regtest settings for an on-demand miner with one worker whose ledger is nowhere (a
+    closed loopback port): nothing it is asked for can be mined."""
+    return Settings(
+        network="regtest",
+        data_dir=data_dir,
+        ledger_url=f"http://127.0.0.1:{free_port()}",
+        miner_workers=1,
+        miner_mode="on-demand",
+        **changes,
+    )
+
+
 async def mine(client: TestClient, address: str, count: int = 1) -> list[Block]:
     """Ask the ledger for a template, solve it (regtest PoW), submit it; `count` times."""
     blocks = []

@@ -19,9 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pybtc import REGTEST
-from services.common.settings import Settings
 from tests.chainutil import test_key
-from tests.service.ledgerutil import free_port, ledger_settings, mine
+from tests.service.ledgerutil import free_port, ledger_settings, lone_miner_settings, mine
 
 Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MINE_TIMEOUT = 2.0
@@ -140,14 +139,7 @@ async def miner_client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     """The real miner app with an operator token; its ledger is nowhere (nothing gets mined)."""
     from services.miner.app import create_app
 
-    settings = Settings(
-        network="regtest",
-        data_dir=tmp_path,
-        ledger_url=f"http://127.0.0.1:{free_port()}",
-        miner_workers=1,
-        miner_mode="on-demand",
-        operator_token="sekrit",
-    )
+    settings = lone_miner_settings(tmp_path, operator_token="sekrit")
     client: TestClient = await aiohttp_client(create_app(settings))
     return client
 

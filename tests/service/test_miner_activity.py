@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from services.common.settings import Settings
-from tests.service.ledgerutil import free_port
+from tests.service.ledgerutil import free_port, lone_miner_settings
 
 IDLE = "idle: on-demand, waiting for GET /mine"
 
@@ -92,14 +92,7 @@ async def test_a_miner_without_its_ledger_says_so(aiohttp_client: Any, tmp_path:
     """A request waiting on a miner whose ledger is nowhere: `no template: ledger unreachable`."""
     from services.miner.app import create_app
 
-    settings = Settings(
-        network="regtest",
-        data_dir=tmp_path,
-        ledger_url=f"http://127.0.0.1:{free_port()}",
-        miner_workers=1,
-        miner_mode="on-demand",
-    )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(lone_miner_settings(tmp_path)))
     assert (await (await client.get("/status")).json())["activity"] == IDLE
     asked = asyncio.create_task(client.post("/mine", json={"timeout": 20}))
     deadline = time.monotonic() + 15
