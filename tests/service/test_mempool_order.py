@@ -10,15 +10,18 @@ params, not regtest's) so that a handful of transactions fill several blocks.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pybtc import COIN, REGTEST, Transaction
-from services.node.keys import LEDGER
+from pybtc import COIN, REGTEST, Block, Transaction
+from pybtc.mining import mine_block
+from services.node.keys import LEDGER, NETWORK
 from tests.chainutil import test_key
-from tests.service.ledgerutil import mine, send
+from tests.service.ledgerutil import LedgerNode, mine, send
 
 MINER, ALICE, BOB, CAROL, DAVE = (test_key(i) for i in range(5))
 
@@ -246,3 +249,45 @@ async def test_an_empty_pool(ledger_client: TestClient) -> None:
     }
     pool = await get_json(ledger_client, "/mempool", offset=str(2**62))
     assert pool == {"count": 0, "capacity": capacity, "transactions": []}
+
+
+async def test_a_peer_pulls_the_mempool_in_mining_order(tmp_path: Path) -> None:
+    """A node catching up on a peer's mempool (what a resync does after a bus gap) reads the
+    peer's GET /mempool and admits every transaction: one sender's rising fees arrive in nonce
+    order, and the page's `block` field is not mistaken for a transaction field. (No bus here:
+    it would hand the transactions over by itself.)"""
+    a = await LedgerNode(tmp_path / "a").start()
+    b = await LedgerNode(tmp_path / "b").start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                async with http.get(
+                    f"{a.url}/mining/template", params={"address": MINER.address}
+                ) as resp:
+                    block = mine_block(Block.from_dict((await resp.json())["block"]))
+                assert block is not None
+                for node in (a, b):
+                    async with http.post(f"{node.url}/mining/submit", json=block.to_dict()) as r:
+                        assert r.status == 201, await r.text()
+            for nonce, fee in enumerate((1_000, 2_000, 3_000, 4_000)):
+                tx = Transaction.create(
+                    MINER,
+                    CAROL.address,
+                    COIN,
+                    fee=fee,
+                    nonce=nonce,
+                    timestamp=0,
+                    network_id=REGTEST.network_id,
+                )
+                async with http.post(f"{a.url}/transactions/new", json=tx.to_dict()) as resp:
+                    assert resp.status == 201, await resp.text()
+            await b.runner.app[NETWORK]._pull_mempool(a.url)
+            pools = []
+            for node in (a, b):
+                async with http.get(f"{node.url}/mempool") as resp:
+                    pools.append([t["txid"] for t in (await resp.json())["transactions"]])
+            assert len(pools[0]) == 4
+            assert pools[1] == pools[0]
+    finally:
+        await b.stop()
+        await a.stop()
