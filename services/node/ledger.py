@@ -17,6 +17,9 @@ side branches are pruned (`services.node.sidebranches`). The mempool's relay pol
 - confirmed transactions leave the pool; those of disconnected blocks come back; after every
   tip change each affected sender's pending chain is re-checked and what no longer fits is
   dropped (and logged with its reason).
+
+The block template takes the pool in mining order (`pybtc.mempool.mining_order`, docs/protocol.md
+§7.3.1), the same `mempool_view` that the HTTP views read positions and waits from.
 """
 
 from __future__ import annotations
