@@ -279,3 +279,28 @@ def test_the_ledgers_kept_order_is_always_the_fresh_one(
         fresh = mining_order([Item(r[1], r[2], r[3], name=r[0]) for r in rows])
         assert [e.txid for e in ledger.mempool_view().ordered] == [i.name for i in fresh]
         assert len(fresh) <= 6
+
+
+def test_the_kept_order_follows_a_rollback(ledger: Ledger) -> None:
+    """A change of the pool undone by a rollback (a reorg onto a branch that fails to connect)
+    is undone in the kept rows and order too: they are the database's again."""
+    ledger.params = REGTEST
+    store = ledger.store
+    for entry in store.mempool_entries():
+        store.mempool_remove(entry.txid)
+    kept = _transaction(Item(ADDRESSES[0], 0, 1_000))
+    store.mempool_add(kept, 0)
+    assert [e.txid for e in ledger.mempool_view().ordered] == [kept.txid]
+
+    def failing_reorg() -> None:
+        with store.transaction():
+            store.mempool_remove(kept.txid)
+            store.mempool_add(_transaction(Item(ADDRESSES[1], 0, 5_000)), 0)
+            assert [e.fee for e in ledger.mempool_view().ordered] == [5_000]
+            raise RuntimeError("the branch failed to connect")
+
+    with pytest.raises(RuntimeError, match="branch"):
+        failing_reorg()
+    assert [e.txid for e in store.mempool_entries()] == [kept.txid]
+    assert [e.txid for e in ledger.mempool_view().ordered] == [kept.txid]
+    assert [tx.txid for tx in ledger.template(RECIPIENT, 10**9).transactions[1:]] == [kept.txid]
