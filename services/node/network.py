@@ -18,11 +18,12 @@
   work are synced from (`services.node.sync`), all side by side under one round deadline.
 - No peer holds more than its own sync: there is one sync per peer at a time (an announcement
   or a round asking for a peer already syncing joins that sync), and none waits for another.
-- A peer's tip in the book (`GET /nodes`) is what it last told: its `/status` (handshake,
-  health check, sync), its answer to our tip announcement (the tutorial's `/nodes/resolve`
-  answers with the answering node's tip, after it synced from us), and its blocks on the bus
-  that are its tip. So after this node mines a block, each peer that takes it is shown at the
-  new tip as soon as it has answered, not at the next round.
+- A peer's tip in the book (`GET /nodes`) is what it last told us over HTTP: its `/status`
+  (each round's health check, each sync, so also each announcement it makes) and its answer to
+  our tip announcement (the tutorial's `/nodes/resolve` answers with the answering node's tip,
+  after it synced from us). So after this node mines a block, each peer that takes it is shown
+  at the new tip as soon as it has answered, not at the next round. The bus is not asked: its
+  messages are hints (DESIGN §6).
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ class Network:
         if client is not None and counted and candidates:
             candidates, limited = self._within_quota(client, candidates, outcome)
         results = await asyncio.gather(*(self._handshake(url) for url in candidates))
-        for url, (error, status) in zip(candidates, results, strict=True):
+        for url, error in zip(candidates, results, strict=True):
             if error is not None:
                 outcome.rejected.append({"url": url, **error})
             elif url in self.book:  # a concurrent registration added it meanwhile
@@ -277,8 +278,6 @@ class Network:
                 )
             elif self.book.add(url, client or CONFIG):
                 outcome.added.append(url)
-                if status is not None:  # what its handshake said
-                    self.book.learned_tip(url, status.height, status.tip)
                 logger.info("peer added url=%s by=%s", url, client or CONFIG)
         outcome.rejected += [
             {
@@ -318,8 +317,7 @@ class Network:
         logger.info("peer evicted url=%s for=%s", victim, newcomer)
         return True
 
-    async def _handshake(self, url: str) -> tuple[dict[str, str] | None, PeerStatus | None]:
-        """(why `url` is not a peer, None) or (None, its status)."""
+    async def _handshake(self, url: str) -> dict[str, str] | None:
         assert self.client is not None
         try:
             status = await self.client.status(url)
@@ -328,10 +326,10 @@ class Network:
             reason = "peer-handshake-failed" if answered else "peer-unreachable"
             if exc.reason == "peer-not-allowed":
                 reason = "peer-not-allowed"
-            return {"reason": reason, "error": exc.message}, None
+            return {"reason": reason, "error": exc.message}
         if status.node_id == self.settings.origin:  # our own URL under another name
-            return {"reason": "self", "error": "this node, under another name"}, None
-        return None, status
+            return {"reason": "self", "error": "this node, under another name"}
+        return None
 
     async def _spread(self, added: list[str]) -> None:
         """Register back with each new peer, and tell the other peers about them."""
@@ -432,8 +430,6 @@ class Network:
         """Handle a transaction or block another ledger announced on the shared Redis."""
         data = envelope.data
         self._heard_on_bus(data.get("url"))
-        if envelope.type == Kind.BLOCK:
-            self._learn_tip_from_bus(data)
         if envelope.type == Kind.TX:
             try:
                 result = self.ledger.submit_transaction(
@@ -642,24 +638,6 @@ class Network:
         """Count `exc` against peer `url` with its reason code (see PeerBook.failed)."""
         if self.book.failed(url, exc.message, reason=exc.reason, invalid=exc.invalid, keep=keep):
             logger.warning("peer dropped url=%s reason=%s error=%s", url, exc.reason, exc.message)
-
-    def _learn_tip_from_bus(self, data: dict[str, Any]) -> None:
-        """A peer's block on the bus that is its tip: what it would answer on /status now."""
-        if data.get("is_tip") is not True:
-            return
-        try:
-            url = normalize_peer_url(data.get("url"))
-        except ServiceError:
-            return
-        if url == self.self_url or url not in self.book:
-            return
-        try:
-            height = check_height(url, "height", data.get("height"))
-            tip = check_hash(url, "block hash", data.get("hash"))
-        except PeerError as exc:  # a bus message is a hint, and not signed by the peer
-            logger.info("bus tip not taken url=%s error=%s", url, exc.message)
-            return
-        self.book.learned_tip(url, height, tip)
 
     def _heard_on_bus(self, url: object) -> None:
         try:

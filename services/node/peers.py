@@ -286,8 +286,8 @@ class PeerBook:
             )
 
     def learned_tip(self, url: str, height: int, tip: str) -> None:
-        """The peer told us its tip (an announcement, its answer to ours, a bus message):
-        checked values, kept with the time; its health is left as it is."""
+        """The peer told us its tip (its answer to our announcement): checked values, kept
+        with the time; its health is left as it is."""
         with self.store.transaction():
             self.store.db.execute(
                 "UPDATE peers SET height = ?, tip = ?, tip_at = ? WHERE url = ?",

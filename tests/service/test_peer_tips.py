@@ -3,8 +3,7 @@
 Three real ledgers on loopback that poll each other only once an hour (`sync_interval`): after
 one of them mines a block and the others take it, every node lists every peer at the new tip,
 with the time it learned it (`tip_at`), because the peers' answers to its announcement carry
-their tips. A peer's block on the bus that is its tip counts too, and an answer naming a tip
-that is not a header penalises the peer that sent it.
+their tips. An answer naming a tip that is not a header penalises the peer that sent it.
 """
 
 from __future__ import annotations
@@ -17,12 +16,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from pybtc import REGTEST, Block
+from pybtc import Block
 from pybtc.mining import mine_block
-from services.common.bus import Bus
 from tests.chainutil import test_key
 from tests.service.ledgerutil import LedgerNode
-from tests.service.stubpeers import StubPeer, build_chain
+from tests.service.stubpeers import StubPeer
 
 NO_POLL = 3_600.0
 """No health-check round in a test's lifetime: whatever a node knows, it was told."""
@@ -89,54 +87,6 @@ async def test_every_node_shows_its_peers_at_the_tip_they_took(tmp_path: Path) -
     finally:
         for node in nodes:
             await node.stop()
-
-
-async def test_a_peers_tip_block_on_the_bus_is_its_tip(tmp_path: Path, redis_url: str) -> None:
-    chain = build_chain(2)
-    stub = await StubPeer(chain).start()  # quiet: at genesis until armed
-    a = await LedgerNode(tmp_path / "a", redis_url, sync_interval=NO_POLL).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{a.url}/nodes/register", json={"nodes": stub.url}) as resp:
-                assert resp.status == 201, await resp.text()
-            peer = (await _peers(http, a))[stub.url]
-            assert (peer["tip"], peer["height"]) == (REGTEST.genesis.hash, 1)
-            assert isinstance(peer["tip_at"], int)  # what its handshake said
-
-            async def settled() -> bool:  # the handshake, then the sync that follows it
-                return stub.count("GET", "/status") >= 2
-
-            await _until(settled, "the sync after the registration asked the stub's status")
-            await asyncio.sleep(0.2)
-            stub.arm()
-            block = chain[-1]
-            async with Bus(redis_url, REGTEST.name, "stub/ledger") as bus:
-                await bus.publish(
-                    "block",
-                    {
-                        "hash": block.hash,
-                        "height": block.index,
-                        "previous_hash": block.previous_hash,
-                        "is_tip": True,
-                        "url": stub.url,
-                    },
-                )
-
-                async def shown() -> bool:
-                    peer = (await _peers(http, a))[stub.url]
-                    return (peer["tip"], peer["height"]) == (block.hash, block.index)
-
-                await _until(shown, "the stub listed at the tip it announced on the bus")
-            await _until(
-                lambda: _tip_is(http, a, block.hash), "the ledger took the block it fetched"
-            )
-    finally:
-        await a.stop()
-        await stub.stop()
-
-
-async def _tip_is(http: aiohttp.ClientSession, node: LedgerNode, tip: str) -> bool:
-    return bool((await _json(http, f"{node.url}/status"))["tip"] == tip)
 
 
 class BadTipPeer(StubPeer):
