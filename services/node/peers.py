@@ -17,15 +17,14 @@ peer reaching `max_failures` is dropped; the reason code of the last failure is 
 and the last `DROPPED_KEPT` drops and evictions are remembered (in memory) with theirs.
 
 The book also keeps each peer's tip and height as it last told them, with the time
-(`tip_at`; see `Network` for every way a peer tells), who added each peer (the client's
-address, or `config` for this node's own PYBTC_PEERS) and when it last delivered blocks that
-moved this node's tip. When the book is
-full, a newcomer that passed the handshake takes the slot of the worst peer not protected
-(`PeerBook.victim`), like Bitcoin Core's inbound eviction: the configured peers and the
-`PROTECTED_DELIVERERS` that delivered blocks most recently are never evicted; of the others,
-first those that never delivered anything, of the client with the most peers in the book
-(one client cannot push out the others), that did not answer the last contact, oldest-added
-first.
+(`tip_at`; `Network` says how peers tell), who added each peer (the client's address, or
+`config` for this node's own PYBTC_PEERS) and when it last delivered blocks that moved this
+node's tip. When the book is full, a newcomer that passed the handshake takes the slot of the
+worst peer not protected (`PeerBook.victim`), like Bitcoin Core's inbound eviction: the
+configured peers and the `PROTECTED_DELIVERERS` that delivered blocks most recently are never
+evicted; of the others, first those that never delivered anything, of the client with the most
+peers in the book (one client cannot push out the others), that did not answer the last
+contact, oldest-added first.
 """
 
 from __future__ import annotations
