@@ -18,6 +18,12 @@
   work are synced from (`services.node.sync`), all side by side under one round deadline.
 - No peer holds more than its own sync: there is one sync per peer at a time (an announcement
   or a round asking for a peer already syncing joins that sync), and none waits for another.
+- A peer's tip in the book (`GET /nodes`) is what it last told us over HTTP: its `/status`
+  (each round's health check, each sync, so also each announcement it makes) and its answer to
+  our tip announcement (the tutorial's `/nodes/resolve` answers with the answering node's tip,
+  after it synced from us). So after this node mines a block, each peer that takes it is shown
+  at the new tip as soon as it has answered, not at the next round. The bus is not asked: its
+  messages are hints (DESIGN §6).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 
 import aiohttp
 
-from pybtc import Block, Reason, Transaction, ValidationError
+from pybtc import Block, BlockHeader, Reason, Transaction, ValidationError
 from services.common.bus import Bus, Envelope, Kind
 from services.common.quota import ClientQuota
 from services.common.settings import Settings
@@ -41,7 +47,15 @@ from services.common.web import ServiceError
 from services.node.announce import Announcer
 from services.node.jobs import BoundedQueue, Coalesced
 from services.node.ledger import BlockResult, Ledger, TxResult
-from services.node.peer_client import BAD_BLOCK, PeerClient, PeerError, PeerStatus, check_hash
+from services.node.peer_client import (
+    BAD_BLOCK,
+    BAD_CHAIN,
+    PeerClient,
+    PeerError,
+    PeerStatus,
+    check_hash,
+    check_height,
+)
 from services.node.peers import CONFIG, PeerBook, PeerPolicy, PolicyResolver, normalize_peer_url
 from services.node.refusals import COST_BYTES
 from services.node.sync import Syncer, SyncResult
@@ -379,11 +393,22 @@ class Network:
             logger.info("relay failed url=%s error=%s", url, exc.message)
 
     async def _announce(self, url: str, announcement: dict[str, Any]) -> None:
+        """Announce our tip to peer `url`; its answer tells its own tip (after it took ours)."""
         assert self.gossip is not None
         try:
-            await self.gossip.announce(url, announcement)
+            answer = await self.gossip.announce(url, announcement)
         except PeerError as exc:
             logger.info("announcement failed url=%s error=%s", url, exc.message)
+            return
+        if url not in self.book:
+            return
+        try:
+            tip = answered_tip(url, answer)
+        except PeerError as exc:
+            self._penalise(url, exc)
+            return
+        if tip is not None:
+            self.book.learned_tip(url, tip.index, tip.hash)
 
     async def _results_accepted(self, results: list[BlockResult], source: str) -> None:
         """Blocks a sync added: each on the bus, one tip announcement to the other peers."""
@@ -646,3 +671,22 @@ class Network:
                 continue
             if result.is_new:
                 await self.transaction_accepted(result)
+
+
+def answered_tip(url: str, answer: object) -> BlockHeader | None:
+    """The tip in a node's answer to our announcement (`/nodes/resolve`): the last item of its
+    `chain` or `new_chain`, a header. None if the answer names none (a node need not say);
+    PeerError (invalid) if what it names is not a header."""
+    if not isinstance(answer, dict):
+        return None
+    items = answer.get("new_chain", answer.get("chain"))
+    if not isinstance(items, list) or not items:
+        return None
+    try:
+        header = BlockHeader.from_dict(items[-1])
+        check_height(url, "tip height", header.index)
+    except ValidationError as exc:
+        raise PeerError(
+            url, f"answered an announcement with a bad tip: {exc}", invalid=True, reason=BAD_CHAIN
+        ) from None
+    return header
