@@ -1,77 +1,164 @@
-// Live updates for the explorer: listens to /events (Server-Sent Events) and updates the page.
-// No inline scripts anywhere (the Content-Security-Policy forbids them); chain data is only
-// ever written with textContent, never as HTML.
+// Live updates for every explorer page, from the one /events stream (Server-Sent Events).
+//
+// On a tip, tx, reorg or resync event (and, on pages with data-poll, every few seconds while
+// the page is visible) the page re-reads its own URL from the explorer, debounced (300 ms) with
+// at most one fetch in flight, and swaps in the parts of <main> that changed: server-rendered,
+// autoescaped HTML parsed by DOMParser, never built from event data. Scroll position, open
+// <details> and a text selection are kept (a part holding a selection waits until it is gone).
+// Relative ages ("3 min ago", the exact time on hover) are kept fresh here too.
+// No inline scripts anywhere: the Content-Security-Policy forbids them.
 (function () {
   "use strict";
+  var body = document.body;
   var state = document.getElementById("live-state");
-  var banner = document.getElementById("live-banner");
-  var bannerText = document.getElementById("live-text");
-  var page = document.body.getAttribute("data-page");
+  var pollMs = parseInt(body.getAttribute("data-poll") || "0", 10);
+  var skew = 0; // the server's clock minus ours, in seconds
+  var timer = null;
+  var inFlight = false;
+  var again = false;
+  var connectedBefore = false;
 
   function setState(text) { if (state) { state.textContent = "live updates: " + text; } }
-  function announce(text) {
-    if (!banner) { return; }
-    bannerText.textContent = text;
-    banner.hidden = false;
+  function clientNow() { return Math.floor(Date.now() / 1000); }
+  function readClock(doc) {
+    var now = parseInt(doc.body.getAttribute("data-now") || "", 10);
+    if (now) { skew = now - clientNow(); }
   }
-  function cell(text, href, mono) {
-    var td = document.createElement("td");
-    if (mono) { td.className = "mono"; }
-    if (href) {
-      var a = document.createElement("a");
-      a.href = href;
-      a.textContent = text;
-      td.appendChild(a);
-    } else {
-      td.textContent = text;
-    }
-    return td;
-  }
-  function short(text, size) { return text.length <= size ? text : text.slice(0, size) + "\u2026"; }
-  function when(ts) { return new Date(ts * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC"; }
 
-  function refreshDashboard() {
-    fetch("/api/summary", { headers: { "Accept": "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
-      .then(function (data) {
-        var height = document.getElementById("stat-height");
-        if (height) { height.textContent = String(data.height); }
-        var mempool = document.getElementById("stat-mempool");
-        if (mempool) { mempool.textContent = String(data.mempool_size); }
-        var body = document.querySelector("#latest-blocks tbody");
-        if (!body) { return; }
-        while (body.firstChild) { body.removeChild(body.firstChild); }
-        data.blocks.forEach(function (b, i) {
-          var tr = document.createElement("tr");
-          if (i === 0) { tr.className = "fresh"; }
-          tr.appendChild(cell(String(b.index), "/block/" + b.hash, false));
-          tr.appendChild(cell(short(b.hash, 20), "/block/" + b.hash, true));
-          tr.appendChild(cell(when(b.timestamp), null, false));
-          tr.appendChild(cell(String(b.tx_count), null, false));
-          body.appendChild(tr);
-        });
-      })
-      .catch(function () { setState("could not refresh"); });
+  // The same wording as the server's `ago` filter (services/common/pages.py).
+  function ago(then) {
+    var seconds = clientNow() + skew - then;
+    var ahead = seconds < 0;
+    seconds = Math.abs(seconds);
+    if (seconds < 5) { return "just now"; }
+    var text;
+    if (seconds < 60) { text = seconds + " s"; }
+    else if (seconds < 3600) { text = Math.floor(seconds / 60) + " min"; }
+    else if (seconds < 86400) { text = Math.floor(seconds / 3600) + " h"; }
+    else {
+      var days = Math.floor(seconds / 86400);
+      text = days + " day" + (days !== 1 ? "s" : "");
+    }
+    return ahead ? "in " + text : text + " ago";
+  }
+  function freshenAges(root) {
+    var items = (root || document).querySelectorAll("time.ago[data-ts]");
+    for (var i = 0; i < items.length; i++) {
+      var ts = parseInt(items[i].getAttribute("data-ts"), 10);
+      if (!isNaN(ts)) {
+        var text = ago(ts);
+        if (items[i].textContent !== text) { items[i].textContent = text; }
+      }
+    }
+  }
+
+  function holdsSelection(node) {
+    var selection = window.getSelection ? window.getSelection() : null;
+    if (!selection || selection.isCollapsed || selection.rangeCount === 0) { return false; }
+    return node.contains(selection.getRangeAt(0).commonAncestorContainer);
+  }
+  function openDetails(node) {
+    var open = {};
+    var items = node.querySelectorAll("details[id][open]");
+    for (var i = 0; i < items.length; i++) { open[items[i].id] = true; }
+    return open;
+  }
+  function reopen(node, open) {
+    var items = node.querySelectorAll("details[id]");
+    for (var i = 0; i < items.length; i++) { if (open[items[i].id]) { items[i].open = true; } }
+  }
+
+  // Replace the children of `main` that differ from `fresh`'s; false if one held a selection.
+  function swap(main, fresh) {
+    var oldParts = main.children;
+    var newParts = fresh.children;
+    var x = window.scrollX;
+    var y = window.scrollY;
+    var pairs = [];
+    if (oldParts.length === newParts.length) {
+      for (var i = 0; i < oldParts.length; i++) {
+        if (oldParts[i].outerHTML !== newParts[i].outerHTML) { pairs.push([oldParts[i], newParts[i]]); }
+      }
+    } else {
+      pairs.push([main, fresh]);
+    }
+    for (var j = 0; j < pairs.length; j++) {
+      if (holdsSelection(pairs[j][0])) { return false; }
+    }
+    for (var k = 0; k < pairs.length; k++) {
+      var old = pairs[k][0];
+      var open = openDetails(old);
+      var replacement = document.importNode(pairs[k][1], true);
+      if (old === main) {
+        while (main.firstChild) { main.removeChild(main.firstChild); }
+        while (replacement.firstChild) { main.appendChild(replacement.firstChild); }
+        reopen(main, open);
+      } else {
+        old.parentNode.replaceChild(replacement, old);
+        reopen(replacement, open);
+      }
+    }
+    window.scrollTo(x, y);
+    return true;
+  }
+
+  function apply(status, text) {
+    var doc = new DOMParser().parseFromString(text, "text/html");
+    var fresh = doc.querySelector("main");
+    var main = document.querySelector("main");
+    if (!fresh || !main) { return; }
+    // An answer for another kind of page (the explorer's own trouble page) is not this page.
+    var samePage = doc.body.getAttribute("data-page") === body.getAttribute("data-page");
+    if (!samePage && !(status >= 200 && status < 300)) { setState("could not refresh"); return; }
+    readClock(doc);
+    freshenAges(fresh);
+    if (!swap(main, fresh)) { again = true; return; } // a selection: try again later
+    if (doc.title) { document.title = doc.title; }
+    body.setAttribute("data-page", doc.body.getAttribute("data-page") || "");
+    var count = parseInt(body.getAttribute("data-updates") || "0", 10) + 1;
+    body.setAttribute("data-updates", String(count));
+    setState("on");
+  }
+
+  function refresh() {
+    if (inFlight) { again = true; return; }
+    inFlight = true;
+    again = false;
+    fetch(window.location.href, { headers: { "Accept": "text/html" }, cache: "no-store",
+                                  credentials: "same-origin", redirect: "follow" })
+      .then(function (r) { return r.text().then(function (t) { apply(r.status, t); }); })
+      .catch(function () { setState("could not refresh"); })
+      .then(function () {
+        inFlight = false;
+        if (again) { again = false; schedule(1000); }
+      });
+  }
+  function schedule(delay) {
+    if (timer !== null) { return; }
+    timer = window.setTimeout(function () { timer = null; refresh(); }, delay || 300);
+  }
+
+  readClock(document);
+  freshenAges(document);
+  window.setInterval(function () { freshenAges(document); }, 10000);
+  if (pollMs > 0) {
+    window.setInterval(function () {
+      if (document.visibilityState === "visible") { schedule(); }
+    }, pollMs);
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "visible") { schedule(); }
+    });
   }
 
   if (!window.EventSource) { setState("not supported by this browser"); return; }
   var source = new EventSource("/events");
-  source.addEventListener("hello", function () { setState("on"); });
-  source.addEventListener("tip", function (e) {
-    var data = JSON.parse(e.data);
-    if (page === "dashboard") { refreshDashboard(); }
-    else { announce("New block " + data.height + " on the chain."); }
+  source.addEventListener("hello", function () {
+    setState("on");
+    if (connectedBefore) { schedule(); } // events sent while we were away are lost
+    connectedBefore = true;
   });
-  source.addEventListener("tx", function () {
-    if (page === "dashboard") { refreshDashboard(); }
-  });
-  source.addEventListener("reorg", function (e) {
-    var data = JSON.parse(e.data);
-    announce("Reorg: " + data.depth + " block(s) replaced.");
-    if (page === "dashboard") { refreshDashboard(); }
-  });
-  source.addEventListener("resync", function () {
-    if (page === "dashboard") { refreshDashboard(); } else { announce("The node reconnected."); }
+  ["tip", "tx", "reorg", "resync"].forEach(function (kind) {
+    source.addEventListener(kind, function () { schedule(); });
   });
   source.onerror = function () { setState("reconnecting\u2026"); };
 })();
