@@ -125,8 +125,9 @@ def coins(units: object) -> str:
 
 
 def amount(units: object) -> str:
-    """Integer units as pyBTC with their unit: "1.50000000 pyBTC"."""
-    return f"{coins(units)} pyBTC"
+    """Integer units as pyBTC with their unit: "1.50000000 pyBTC" (a no-break space: the unit
+    never wraps away from its number)."""
+    return f"{coins(units)}\u00a0pyBTC"
 
 
 def _timestamp(value: object) -> int | None:

@@ -7,11 +7,11 @@
 - `page`: a fresh context (own cookies and storage, 1280x800) per test; `open_page()` makes
   more (another user in the same test). Console errors and
   uncaught page errors go into `console_errors`; any left there at teardown fail the test.
-  (Failed loads count, as chromium logs them as console errors; only the favicon request that
-  headless chromium makes by itself for every page is let through.)
+  (Failed loads count, as chromium logs them as console errors: a missing favicon too.)
   A test that provokes errors on purpose inspects the list and clears it.
 - `ledger`: a real regtest ledger app on a real loopback port (SQLite in tmp_path, the
   session's real Redis as its bus), served from a background thread's event loop.
+- `explorer`: the explorer app on a real loopback port, reading `ledger` (its URL).
 
 Browser tests are plain (non-async) functions: while Playwright's sync API is alive it marks
 its own event loop as running in the main thread, so server code runs in `LoopThread`s.
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -34,6 +34,8 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
+from services.common.settings import Settings
+from services.explorer.app import create_app as create_explorer
 from tests.browser.browserutil import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -42,7 +44,7 @@ from tests.browser.browserutil import (
     VIEWPORT,
     LoopThread,
 )
-from tests.service.ledgerutil import LedgerNode
+from tests.service.ledgerutil import LedgerNode, free_port
 
 HERE = Path(__file__).resolve().parent
 
@@ -99,7 +101,7 @@ def open_page(browser: Browser, console_errors: list[str]) -> Iterator[Callable[
 
         def on_console(message: ConsoleMessage) -> None:
             where = message.location.get("url", "")
-            if message.type == "error" and urlsplit(where).path != "/favicon.ico":
+            if message.type == "error":
                 console_errors.append(f"console.error: {message.text} ({where})")
 
         def on_page_error(error: PlaywrightError) -> None:
@@ -140,3 +142,30 @@ def ledger(server_loop: LoopThread, tmp_path: Path, redis_url: str) -> Iterator[
         yield node
     finally:
         server_loop.run(node.stop())
+
+
+@pytest.fixture
+def explorer(
+    server_loop: LoopThread, ledger: LedgerNode, tmp_path: Path, redis_url: str
+) -> Iterator[str]:
+    """The explorer app on a real loopback port, reading `ledger`; its URL."""
+    port = free_port()
+    settings = Settings(
+        network="regtest",
+        data_dir=tmp_path / "explorer",
+        redis_url=redis_url,
+        ledger_url=ledger.url,
+        public_url=ledger.url,
+        explorer_port=port,
+    )
+    runner = web.AppRunner(create_explorer(settings))
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    server_loop.run(start())
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server_loop.run(runner.cleanup())

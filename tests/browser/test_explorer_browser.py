@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from aiohttp import web
 from playwright.sync_api import Page, expect
 
 from pybtc import COIN, REGTEST, Block, Transaction
 from pybtc.mining import mine_block
-from services.common.settings import Settings
-from services.explorer.app import create_app
-from tests.browser.browserutil import LoopThread, screenshot
+from tests.browser.browserutil import screenshot
 from tests.chainutil import test_key
-from tests.service.ledgerutil import LedgerNode, free_port
+from tests.service.ledgerutil import LedgerNode
 
 
 def _http(method: str, url: str, body: Any = None) -> Any:
@@ -42,33 +36,6 @@ def _mine(ledger: LedgerNode) -> Block:
     assert block is not None
     _http("POST", f"{ledger.url}/mining/submit", block.to_dict())
     return block
-
-
-@pytest.fixture
-def explorer(
-    server_loop: LoopThread, ledger: LedgerNode, tmp_path: Path, redis_url: str
-) -> Iterator[str]:
-    """The explorer app on a real port, reading `ledger`; its URL."""
-    port = free_port()
-    settings = Settings(
-        network="regtest",
-        data_dir=tmp_path / "explorer",
-        redis_url=redis_url,
-        ledger_url=ledger.url,
-        public_url=ledger.url,
-        explorer_port=port,
-    )
-    runner = web.AppRunner(create_app(settings))
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    server_loop.run(start())
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server_loop.run(runner.cleanup())
 
 
 def test_pages_and_search(page: Page, ledger: LedgerNode, explorer: str) -> None:
