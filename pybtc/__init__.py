@@ -15,6 +15,8 @@ Glossary (Bitcoin's words, the tutorial's field names):
 - **validate_***: a rule check that returns or raises with a reason code (`validation`, `errors`).
 - **connect / disconnect**: apply a block to account state or undo it exactly (`state`).
 - **tip / reorg**: the best block by cumulative work, and switching to a better branch (`chain`).
+- **mining order**: which pending transaction a block takes first: each sender's by nonce,
+  then the highest fee (`mempool`).
 """
 
 from pybtc.block import Block, BlockHeader, merkle_root
@@ -31,6 +33,7 @@ from pybtc.errors import (
     ValidationError,
 )
 from pybtc.keys import PrivateKey, address_from_public_key, decode_address, is_address
+from pybtc.mempool import mining_order, projected_blocks
 from pybtc.params import DEVNET, NETWORKS, REGTEST, ChainParams, get_params
 from pybtc.state import BlockUndo, connect_block, disconnect_block
 from pybtc.transaction import Transaction
@@ -67,5 +70,7 @@ __all__ = [
     "get_params",
     "is_address",
     "merkle_root",
+    "mining_order",
     "parse_amount",
+    "projected_blocks",
 ]

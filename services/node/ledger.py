@@ -21,7 +21,6 @@ side branches are pruned (`services.node.sidebranches`). The mempool's relay pol
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from pybtc import (
 from pybtc.chain import prefers, reorg_path
 from pybtc.difficulty import ancestor_timestamps, median_time_past, next_bits
 from pybtc.errors import ChainError
+from pybtc.mempool import mining_order
 from pybtc.mining import build_block
 from pybtc.pow import bits_to_target, block_work
 from pybtc.validation import (
@@ -52,6 +52,7 @@ from pybtc.validation import (
     validate_transaction,
 )
 from services.common.web import ServiceError
+from services.node.mempoolview import MempoolView
 from services.node.refusals import RefusedBlocks
 from services.node.sidebranches import (
     PRUNE_DEPTH,
@@ -60,7 +61,7 @@ from services.node.sidebranches import (
     prune,
     prune_invalid,
 )
-from services.node.store import Store
+from services.node.store import MempoolEntry, Store
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,9 @@ class Ledger:
         self.refused = RefusedBlocks()
         self.checks: Counter[str] = Counter()
         """Blocks that reached the header rules and the transaction rules (`header`, `body`)."""
+        self._view: MempoolView | None = None
+        self._view_key = (-1, -1)
+        self._parsed: dict[str, Transaction] = {}
         self._init_genesis()
         self._resume()
 
@@ -500,11 +504,12 @@ class Ledger:
 
     # -- mining ------------------------------------------------------------------------------
     def template(self, miner_address: str, now: int) -> Block:
-        """An unmined block on the tip: best-fee pending transactions in nonce order per sender."""
+        """An unmined block on the tip with the first `capacity` pending transactions in mining
+        order (`mempool_view`)."""
         parent = self.tip_header()
         ancestor = self.ancestor_lookup(parent.hash)
         mtp = median_time_past(ancestor_timestamps(parent, ancestor, self.params))
-        chosen = self._select(self.params.max_block_transactions - 1)
+        chosen = self._select(self.capacity)
         return build_block(
             self.params,
             parent,
@@ -514,21 +519,31 @@ class Ledger:
             timestamp=max(now, mtp + 1),
         )
 
+    @property
+    def capacity(self) -> int:
+        """How many non-coinbase transactions one block holds."""
+        return self.params.max_block_transactions - 1
+
+    def mempool_view(self) -> MempoolView:
+        """The pool in mining order (`pybtc.mempool.mining_order`), computed once per change of
+        the pool: every read between two changes shares it."""
+        key = (self.store.mempool_version, self.capacity)
+        if self._view is None or self._view_key != key:
+            self._view = MempoolView(mining_order(self.store.mempool_entries()), self.capacity)
+            self._view_key = key
+            self._parsed = {t: tx for t, tx in self._parsed.items() if t in self._view.positions}
+        return self._view
+
+    def pending_transactions(self, entries: list[MempoolEntry]) -> list[Transaction]:
+        """The transactions of `entries` (from the current `mempool_view`), parsed once each
+        while they stay pending."""
+        missing = [e.txid for e in entries if e.txid not in self._parsed]
+        if missing:
+            self._parsed.update(self.store.mempool_transactions(missing))
+        return [self._parsed[e.txid] for e in entries]
+
     def _select(self, limit: int) -> list[Transaction]:
-        by_sender: dict[str, list[Transaction]] = {}
-        for pending in self.store.mempool_all():
-            by_sender.setdefault(pending.tx.sender, []).append(pending.tx)
-        queues = {s: sorted(txs, key=lambda t: t.nonce) for s, txs in by_sender.items()}
-        heap = [(-q[0].fee, i, s) for i, (s, q) in enumerate(queues.items())]
-        heapq.heapify(heap)
-        chosen: list[Transaction] = []
-        while heap and len(chosen) < limit:
-            _, order, sender = heapq.heappop(heap)
-            queue = queues[sender]
-            chosen.append(queue.pop(0))
-            if queue:
-                heapq.heappush(heap, (-queue[0].fee, order, sender))
-        return chosen
+        return self.pending_transactions(self.mempool_view().ordered[:limit])
 
     def difficulty(self) -> float:
         """How much harder the tip's target is than the network's easiest (Bitcoin's measure)."""

@@ -252,7 +252,7 @@ class PeerClient:
         body = await self.get(url, "/mempool", limit=str(MEMPOOL_PAGE))
         try:
             items = body["transactions"][:MEMPOOL_PAGE]
-            extra = ("position", "received_at")
+            extra = ("position", "block", "received_at")
             return [
                 Transaction.from_dict({k: v for k, v in item.items() if k not in extra})
                 for item in items

@@ -113,6 +113,19 @@ class PendingTx:
     seq: int
 
 
+@dataclass(frozen=True)
+class MempoolEntry:
+    """A mempool row without its body: what the mining order and its figures need."""
+
+    txid: str
+    sender: str
+    nonce: int
+    amount: int
+    fee: int
+    received_at: int
+    seq: int
+
+
 HEADER_CACHE = 2_048
 """Headers kept in memory by `Store.get_header` (about 0.5 MB)."""
 REORGS_KEPT = 1_000
@@ -139,6 +152,8 @@ class Store:
                 "SELECT address, COUNT(*) FROM address_history GROUP BY address"
             )
         self._depth = 0
+        self.mempool_version = 0
+        """Moves on every change of the mempool (and every rollback): a cache key."""
 
     def close(self) -> None:
         self.db.close()
@@ -163,6 +178,7 @@ class Store:
             yield
         except BaseException:
             self.db.execute("ROLLBACK")
+            self.mempool_version += 1  # what was added or removed inside is back as it was
             raise
         else:
             self.db.execute("COMMIT")
@@ -446,6 +462,7 @@ class Store:
         return PendingTx(Transaction.from_dict(json.loads(row[0])), row[1], row[2])
 
     def mempool_add(self, tx: Transaction, received_at: int) -> None:
+        self.mempool_version += 1
         seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM mempool").fetchone()[0]
         self.db.execute(
             "INSERT INTO mempool(txid, sender, recipient, nonce, amount, fee, body, received_at, "
@@ -464,6 +481,7 @@ class Store:
         )
 
     def mempool_remove(self, txid: str) -> None:
+        self.mempool_version += 1
         self.db.execute("DELETE FROM mempool WHERE txid = ?", (txid,))
 
     def mempool_get(self, txid: str) -> PendingTx | None:
@@ -493,32 +511,26 @@ class Store:
         ).fetchone()
         return None if row is None else self._pending(row)
 
-    def mempool_all(self, limit: int = -1, offset: int = 0) -> list[PendingTx]:
-        """Pending transactions in mining order: highest fee first, then first seen."""
+    def mempool_entries(self) -> list[MempoolEntry]:
+        """Every pending transaction without its body, in arrival order (first seen first)."""
         rows = self.db.execute(
-            "SELECT body, received_at, seq FROM mempool ORDER BY fee DESC, seq ASC "
-            "LIMIT ? OFFSET ?",
-            (limit, offset),
+            "SELECT txid, sender, nonce, amount, fee, received_at, seq FROM mempool ORDER BY seq"
         )
-        return [self._pending(r) for r in rows]
+        return [MempoolEntry(*row) for row in rows]
+
+    def mempool_transactions(self, txids: list[str]) -> dict[str, Transaction]:
+        """The pending transactions of `txids` (those still pending), by txid."""
+        rows = self.db.execute(
+            "SELECT txid, body FROM mempool WHERE txid IN (SELECT value FROM json_each(?))",
+            (json.dumps(txids),),
+        )
+        return {txid: Transaction.from_dict(json.loads(body)) for txid, body in rows}
 
     def mempool_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM mempool").fetchone()[0])
 
     def mempool_senders(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT sender FROM mempool")]
-
-    def mempool_position(self, txid: str) -> int | None:
-        """1-based place in mining order (1 = mined first)."""
-        row = self.db.execute("SELECT fee, seq FROM mempool WHERE txid = ?", (txid,)).fetchone()
-        if row is None:
-            return None
-        # two index ranges (mempool_by_fee); an OR of them would scan the whole table
-        richer = self.db.execute("SELECT COUNT(*) FROM mempool WHERE fee > ?", (row[0],))
-        earlier = self.db.execute(
-            "SELECT COUNT(*) FROM mempool WHERE fee = ? AND seq < ?", (row[0], row[1])
-        )
-        return int(richer.fetchone()[0]) + int(earlier.fetchone()[0]) + 1
 
     def mempool_pending_for(self, address: str) -> list[PendingTx]:
         rows = self.db.execute(

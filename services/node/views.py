@@ -8,6 +8,7 @@ written to the rejection log (`GET /rejections`).
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from importlib.resources import files
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from pybtc import Block, Transaction, ValidationError, decode_address, format_amount
 from pybtc.block import header_of_block
 from pybtc.encoding import check_hex
+from pybtc.mempool import projected_block
 from services.common.limits import client_key, require_operator
 from services.common.settings import Settings
 from services.common.web import ServiceError, parse_json, query_int, read_json_object
@@ -29,6 +31,10 @@ logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 MAX_PAGE = 500
+PROJECTED_BLOCKS = 8
+"""Projected blocks GET /mempool/blocks describes one by one (mempool.space draws eight)."""
+ECONOMY_BLOCKS = 3
+"""GET /fees's `economy`: the fee that lands a transaction within this many blocks."""
 TOO_MANY_BAD_BLOCKS = "too-many-bad-blocks"
 """The 429 of a client whose blocks were refused too often (the BAD_BLOCKS quota)."""
 UNCOUNTED_REFUSALS = frozenset({"duplicate-block", "low-work"})
@@ -124,16 +130,25 @@ async def transactions_new(request: web.Request) -> web.Response:
     ledger = _ledger(request)
     if result.is_new:
         await request.app[NETWORK].transaction_accepted(result)
+    place = _mempool_place(ledger, tx.txid)
+    wait = place["blocks_to_wait"] or 1
     return web.json_response(
         {
-            "message": f"Transaction will be added to Block {ledger.height + 1}",
+            "message": f"Transaction will be added to Block {ledger.height + wait}",
             "txid": tx.txid,
             "status": "pending",
             "new": result.is_new,
-            "mempool_position": ledger.store.mempool_position(tx.txid),
-        },
+        }
+        | place,
         status=201,
     )
+
+
+def _mempool_place(ledger: Ledger, txid: str) -> dict[str, int | None]:
+    """Where a pending transaction stands in mining order: its place (1 = mined first) and
+    the projected block that takes it (1 = the next)."""
+    view = ledger.mempool_view()
+    return {"mempool_position": view.position(txid), "blocks_to_wait": view.block(txid)}
 
 
 def _signed_transaction(body: dict[str, Any], settings: Settings) -> Transaction:
@@ -359,9 +374,8 @@ async def transaction(request: web.Request) -> web.Response:
         view = {
             "transaction": pending.tx.to_dict(),
             "status": "pending",
-            "mempool_position": ledger.store.mempool_position(txid),
             "received_at": pending.received_at,
-        }
+        } | _mempool_place(ledger, txid)
     elif fate is not None and fate["fate"] == "dropped":
         view = {"transaction": body, "status": "dropped"}
     else:
@@ -442,15 +456,60 @@ async def address_history(request: web.Request) -> web.Response:
 
 @routes.get("/mempool")
 async def mempool(request: web.Request) -> web.Response:
-    """Pending transactions in mining order, each with its position (1 = next to be mined)."""
+    """Pending transactions in mining order (`pybtc.mempool.mining_order`), each with its
+    position (1 = mined first) and projected block (1 = the next)."""
     ledger = _ledger(request)
     offset = query_int(request, "offset", 0, low=0, high=2**62)
     limit = query_int(request, "limit", 100, low=1, high=MAX_PAGE)
+    view = ledger.mempool_view()
+    page = view.ordered[offset : offset + limit]
     items = [
-        p.tx.to_dict() | {"position": offset + i + 1, "received_at": p.received_at}
-        for i, p in enumerate(ledger.store.mempool_all(limit, offset))
+        tx.to_dict()
+        | {
+            "position": offset + i + 1,
+            "block": projected_block(offset + i + 1, view.capacity),
+            "received_at": entry.received_at,
+        }
+        for i, (entry, tx) in enumerate(zip(page, ledger.pending_transactions(page), strict=True))
     ]
-    return web.json_response({"count": ledger.store.mempool_count(), "transactions": items})
+    return web.json_response(
+        {"count": len(view.ordered), "capacity": view.capacity, "transactions": items}
+    )
+
+
+@routes.get("/mempool/blocks")
+async def mempool_blocks(request: web.Request) -> web.Response:
+    """The next blocks the pool would fill in mining order (at most PROJECTED_BLOCKS), with
+    their fee figures, and how much lies beyond them."""
+    view = _ledger(request).mempool_view()
+    shown = view.summaries[:PROJECTED_BLOCKS]
+    shown_txs = sum(s.tx_count for s in shown)
+    return web.json_response(
+        {
+            "count": len(view.ordered),
+            "capacity": view.capacity,
+            "blocks": [asdict(s) for s in shown],
+            "more_blocks": len(view.summaries) - len(shown),
+            "more_transactions": len(view.ordered) - shown_txs,
+        }
+    )
+
+
+@routes.get("/fees")
+async def fees(request: web.Request) -> web.Response:
+    """Fees a new transaction (from a sender with nothing pending) needs: the relay minimum,
+    and what lands it in the next block or within the next ECONOMY_BLOCKS."""
+    ledger = _ledger(request)
+    view = ledger.mempool_view()
+    minimum = ledger.policy.min_fee
+    return web.json_response(
+        {
+            "minimum": minimum,
+            "next_block": view.fee_to_reach(1, minimum),
+            "economy": view.fee_to_reach(ECONOMY_BLOCKS, minimum),
+            "capacity": view.capacity,
+        }
+    )
 
 
 @routes.get("/status")

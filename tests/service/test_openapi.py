@@ -232,6 +232,8 @@ async def test_real_responses_match_their_schemas(ledger_client: TestClient) -> 
     await check("POST", "/transactions/new", "/transactions/new", 201, tx.to_dict())
     await check("GET", f"/tx/{tx.txid}", "/tx/{txid}", 200)
     await check("GET", "/mempool", "/mempool", 200)
+    await check("GET", "/mempool/blocks", "/mempool/blocks", 200)
+    await check("GET", "/fees", "/fees", 200)
     await check("GET", f"/address/{alice.address}", "/address/{address}", 200)
     await check("GET", f"/address/{miner.address}/history", "/address/{address}/history", 200)
     await mine(ledger_client, miner.address)
