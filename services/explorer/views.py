@@ -26,6 +26,7 @@ DASHBOARD_CHART = 100  # blocks drawn by the dashboard's charts
 CHART_MAX = 499  # the ledger lists at most 500 blocks at once: N blocks and one parent
 CHART_CHOICES = (50, 100, 200, 499)
 TREE_SPAN = 30  # heights the block tree draws at once
+CHAIN_EVENTS = "tip reorg resync"  # for pages that show no mempool state (a tx event: no re-read)
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -89,6 +90,7 @@ async def charts(request: web.Request) -> dict[str, Any]:
     newest_first = (await _ledger(request).get("/blocks", limit=str(count + 1)))["blocks"]
     return {
         "page": "charts",
+        "events": CHAIN_EVENTS,
         "charts": _charts(request, newest_first),
         "count": count,
         "choices": CHART_CHOICES,
@@ -119,6 +121,7 @@ async def blocks(request: web.Request) -> dict[str, Any]:
     newer = None if before >= body["height"] + 1 else min(before + PAGE, body["height"] + 1)
     return {
         "page": "blocks",
+        "events": CHAIN_EVENTS,
         "blocks": items,
         "height": body["height"],
         "older": older,
@@ -133,7 +136,13 @@ async def block(request: web.Request) -> dict[str, Any]:
     if not HEX64.fullmatch(block_hash):
         raise ServiceError(400, "bad-hash", "A block hash is 64 lowercase hexadecimal digits.")
     view = await _get_or_404(request, f"/blocks/{block_hash}", "No block with that hash here.")
-    return {"page": "blocks", "view": view, "b": view["block"], "facts": block_facts(view)}
+    return {
+        "page": "blocks",
+        "events": CHAIN_EVENTS,
+        "view": view,
+        "b": view["block"],
+        "facts": block_facts(view),
+    }
 
 
 def block_facts(view: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +252,13 @@ async def network(request: web.Request) -> dict[str, Any]:
     status = await ledger.get("/status")
     nodes = await ledger.get("/nodes")
     # Peers' tips change without an event of ours: the page polls as well (every 5 s).
-    return {"page": "network", "status": status, "nodes": nodes, "poll": 5000}
+    return {
+        "page": "network",
+        "events": CHAIN_EVENTS,
+        "status": status,
+        "nodes": nodes,
+        "poll": 5000,
+    }
 
 
 @routes.get("/search")
@@ -308,6 +323,7 @@ async def forks(request: web.Request) -> dict[str, Any]:
     top = to if to is not None else tree["height"]
     return {
         "page": "forks",
+        "events": CHAIN_EVENTS,
         "tree": tree,
         "drawing": layout_tree(tree["blocks"]),
         "reorgs": reorgs,

@@ -11,9 +11,9 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from pybtc import COIN
+from pybtc import COIN, Block
 from tests.browser.browserutil import LoopThread, http_json, mine, transfer
-from tests.chainutil import test_key
+from tests.chainutil import branch, test_key
 from tests.service.ledgerutil import LedgerNode
 
 PAYER = test_key(0)
@@ -148,3 +148,42 @@ def test_relative_ages_stay_fresh(page: Page, ledger: LedgerNode, explorer: str)
     expect(age).not_to_have_text(first, timeout=LIVE_MS)
     expect(age).to_have_text(re.compile(r"^\d+ s ago$"))
     _same_page(page)
+
+
+def test_a_transaction_page_shows_a_reorg_in_place(
+    page: Page, ledger: LedgerNode, explorer: str
+) -> None:
+    """Confirmed, then re-queued by a reorg (with what happened), then confirmed again; a text
+    selection in the page's details survives the updates."""
+    mine(ledger.url)
+    status, body, tx = transfer(ledger.url, PAYER, PAYEE.address, COIN)
+    assert status == 201, body
+    confirming = mine(ledger.url)
+    _open(page, f"{explorer}/tx/{tx.txid}")
+    expect(page.locator("#tx-status")).to_contain_text("Confirmed in block 3")
+    page.locator("td.mono", has_text=tx.txid).first.select_text()
+    parent = Block.from_dict(
+        http_json("GET", f"{ledger.url}/blocks/{confirming.previous_hash}")[1]["block"]
+    )
+    for block in branch(parent.header, 2, miner=test_key(5).address):  # it never saw tx
+        status, body = http_json("POST", f"{ledger.url}/mining/submit", block.to_dict())
+        assert status == 201, body
+    expect(page.locator("#tx-status")).to_contain_text("Re-queued after a reorg", timeout=LIVE_MS)
+    expect(page.locator("#tx-status")).to_contain_text("Pending")
+    expect(page.locator("#tx-fate")).to_contain_text("put it back in the mempool")
+    assert tx.txid in page.evaluate("() => String(window.getSelection())")
+    mine(ledger.url)
+    expect(page.locator("#tx-status")).to_contain_text("Confirmed in block 5", timeout=LIVE_MS)
+    expect(page.locator("#tx-fate")).to_contain_text("confirmed again since")
+    _same_page(page)
+
+
+def test_copy_buttons_copy(page: Page, ledger: LedgerNode, explorer: str) -> None:
+    block = mine(ledger.url)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=explorer)
+    page.goto(f"{explorer}/block/{block.hash}")
+    button = page.locator(f'button.copy[data-copy="{block.hash}"]')
+    button.click()
+    expect(button).to_have_text("Copied")
+    assert page.evaluate("() => navigator.clipboard.readText()") == block.hash
+    expect(button).to_have_text("Copy")

@@ -1,7 +1,8 @@
 // Live updates for every explorer page, from the one /events stream (Server-Sent Events).
 //
-// On a tip, tx, reorg or resync event (and, on pages with data-poll, every few seconds while
-// the page is visible) the page re-reads its own URL from the explorer, debounced (300 ms) with
+// On a tip, tx, reorg or resync event (those in the body's data-events: a page showing no
+// mempool state skips tx events), and on pages with data-poll every few seconds while the
+// page is visible, the page re-reads its own URL from the explorer, debounced (300 ms) with
 // at most one fetch in flight, and swaps in the parts of <main> that changed: server-rendered,
 // autoescaped HTML parsed by DOMParser, never built from event data. Scroll position, open
 // <details> and a text selection are kept (a part holding a selection waits until it is gone).
@@ -15,7 +16,8 @@
   var skew = 0; // the server's clock minus ours, in seconds
   var timer = null;
   var inFlight = false;
-  var again = false;
+  var again = false; // an event came while a fetch was in flight
+  var heldBack = false; // a part holding the user's selection waits for the next read
   var connectedBefore = false;
 
   function setState(text) { if (state) { state.textContent = "live updates: " + text; } }
@@ -55,51 +57,90 @@
   function holdsSelection(node) {
     var selection = window.getSelection ? window.getSelection() : null;
     if (!selection || selection.isCollapsed || selection.rangeCount === 0) { return false; }
-    return node.contains(selection.getRangeAt(0).commonAncestorContainer);
+    var range = selection.getRangeAt(0);
+    return node.contains(range.startContainer) || node.contains(range.endContainer);
   }
-  function openDetails(node) {
-    var open = {};
-    var items = node.querySelectorAll("details[id][open]");
-    for (var i = 0; i < items.length; i++) { open[items[i].id] = true; }
-    return open;
+  // Attributes equal, leaving out what the user changes (an open <details>).
+  function sameAttributes(a, b) {
+    var left = a.attributes;
+    var right = b.attributes;
+    var skip = a.nodeName === "DETAILS" ? "open" : "";
+    var count = 0;
+    for (var i = 0; i < left.length; i++) {
+      if (left[i].name === skip) { continue; }
+      count++;
+      if (b.getAttribute(left[i].name) !== left[i].value) { return false; }
+    }
+    for (var j = 0; j < right.length; j++) { if (right[j].name !== skip) { count--; } }
+    return count === 0;
   }
-  function reopen(node, open) {
-    var items = node.querySelectorAll("details[id]");
-    for (var i = 0; i < items.length; i++) { if (open[items[i].id]) { items[i].open = true; } }
+  function replace(old, fresh) {
+    if (holdsSelection(old)) { return false; }
+    var copy = document.importNode(fresh, true);
+    if (old.nodeName === "DETAILS" && fresh.nodeName === "DETAILS") { copy.open = old.open; }
+    old.parentNode.replaceChild(copy, old);
+    return true;
   }
-
-  // Replace the children of `main` that differ from `fresh`'s; false if one held a selection.
+  // Make `old` read like `fresh`, touching only what differs, so that the rest of the page
+  // (a selection, an open <details>, focus) stays as the user left it. False when a part
+  // holding the user's selection had to wait.
+  function patch(old, fresh) {
+    if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) { return replace(old, fresh); }
+    if (old.nodeType === 3) {
+      if (old.nodeValue === fresh.nodeValue) { return true; }
+      if (holdsSelection(old)) { return false; }
+      old.nodeValue = fresh.nodeValue;
+      return true;
+    }
+    if (old.nodeType !== 1) { return true; }
+    if (old.outerHTML === fresh.outerHTML) { return true; }
+    if (!sameAttributes(old, fresh)) { return replace(old, fresh); }
+    return patchChildren(old, fresh);
+  }
+  // Two elements are the same part of the page if they have the same tag and id (or class).
+  function samePart(a, b) {
+    if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) { return false; }
+    if (a.nodeType !== 1) { return true; }
+    if (a.id || b.id) { return a.id === b.id; }
+    return a.className === b.className;
+  }
+  // Children in order: a fresh child matching a later old one drops the old ones between
+  // (gone from the page); one matching none is inserted. Text only matches in place.
+  function patchChildren(oldParent, freshParent) {
+    var olds = Array.prototype.slice.call(oldParent.childNodes);
+    var fresh = Array.prototype.slice.call(freshParent.childNodes);
+    var at = 0;
+    var done = true;
+    for (var i = 0; i < fresh.length; i++) {
+      var f = fresh[i];
+      var match = -1;
+      if (at < olds.length && samePart(olds[at], f)) { match = at; }
+      else if (f.nodeType === 1) {
+        for (var k = at + 1; k < olds.length; k++) {
+          if (samePart(olds[k], f)) { match = k; break; }
+        }
+      }
+      if (match === -1) {
+        oldParent.insertBefore(document.importNode(f, true), at < olds.length ? olds[at] : null);
+        continue;
+      }
+      for (var j = at; j < match; j++) {
+        if (holdsSelection(olds[j])) { done = false; } else { oldParent.removeChild(olds[j]); }
+      }
+      done = patch(olds[match], f) && done;
+      at = match + 1;
+    }
+    for (var r = at; r < olds.length; r++) {
+      if (holdsSelection(olds[r])) { done = false; } else { oldParent.removeChild(olds[r]); }
+    }
+    return done;
+  }
   function swap(main, fresh) {
-    var oldParts = main.children;
-    var newParts = fresh.children;
     var x = window.scrollX;
     var y = window.scrollY;
-    var pairs = [];
-    if (oldParts.length === newParts.length) {
-      for (var i = 0; i < oldParts.length; i++) {
-        if (oldParts[i].outerHTML !== newParts[i].outerHTML) { pairs.push([oldParts[i], newParts[i]]); }
-      }
-    } else {
-      pairs.push([main, fresh]);
-    }
-    for (var j = 0; j < pairs.length; j++) {
-      if (holdsSelection(pairs[j][0])) { return false; }
-    }
-    for (var k = 0; k < pairs.length; k++) {
-      var old = pairs[k][0];
-      var open = openDetails(old);
-      var replacement = document.importNode(pairs[k][1], true);
-      if (old === main) {
-        while (main.firstChild) { main.removeChild(main.firstChild); }
-        while (replacement.firstChild) { main.appendChild(replacement.firstChild); }
-        reopen(main, open);
-      } else {
-        old.parentNode.replaceChild(replacement, old);
-        reopen(replacement, open);
-      }
-    }
+    var done = patchChildren(main, fresh);
     window.scrollTo(x, y);
-    return true;
+    return done;
   }
 
   function apply(status, text) {
@@ -112,7 +153,7 @@
     if (!samePage && !(status >= 200 && status < 300)) { setState("could not refresh"); return; }
     readClock(doc);
     freshenAges(fresh);
-    if (!swap(main, fresh)) { again = true; return; } // a selection: try again later
+    heldBack = !swap(main, fresh);
     if (doc.title) { document.title = doc.title; }
     body.setAttribute("data-page", doc.body.getAttribute("data-page") || "");
     var count = parseInt(body.getAttribute("data-updates") || "0", 10) + 1;
@@ -130,7 +171,8 @@
       .catch(function () { setState("could not refresh"); })
       .then(function () {
         inFlight = false;
-        if (again) { again = false; schedule(1000); }
+        if (again) { again = false; schedule(); }
+        else if (heldBack) { schedule(2000); }
       });
   }
   function schedule(delay) {
@@ -157,8 +199,9 @@
     if (connectedBefore) { schedule(); } // events sent while we were away are lost
     connectedBefore = true;
   });
-  ["tip", "tx", "reorg", "resync"].forEach(function (kind) {
-    source.addEventListener(kind, function () { schedule(); });
+  var wanted = (body.getAttribute("data-events") || "tip tx reorg resync").split(" ");
+  wanted.forEach(function (kind) {
+    if (kind) { source.addEventListener(kind, function () { schedule(); }); }
   });
   source.onerror = function () { setState("reconnecting\u2026"); };
 })();
