@@ -7,7 +7,9 @@
 - `page`: a fresh context (own cookies and storage, 1280x800) per test; `open_page()` makes
   more (another user in the same test). Console errors and
   uncaught page errors go into `console_errors`; any left there at teardown fail the test.
-  (Failed loads count, as chromium logs them as console errors: a missing favicon too.)
+  (Failed loads count, as chromium logs them as console errors: a missing favicon too, on
+  every HTML page. Only a JSON answer chromium shows as text, such as the ledger's, may lack
+  one: an API has no icon to offer.)
   A test that provokes errors on purpose inspects the list and clears it.
 - `ledger`: a real regtest ledger app on a real loopback port (SQLite in tmp_path, the
   session's real Redis as its bus), served from a background thread's event loop.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -30,6 +33,7 @@ from playwright.sync_api import (
     ConsoleMessage,
     Page,
     Playwright,
+    Response,
     sync_playwright,
 )
 from playwright.sync_api import Error as PlaywrightError
@@ -98,15 +102,24 @@ def open_page(browser: Browser, console_errors: list[str]) -> Iterator[Callable[
         context.set_default_timeout(DEFAULT_TIMEOUT_MS)
         contexts.append(context)
         new_page = context.new_page()
+        shown = {"type": "text/html"}  # the Content-Type of the document on show
+
+        def on_response(response: Response) -> None:
+            if response.request.is_navigation_request() and response.frame == new_page.main_frame:
+                shown["type"] = response.headers.get("content-type", "")
 
         def on_console(message: ConsoleMessage) -> None:
             where = message.location.get("url", "")
-            if message.type == "error":
-                console_errors.append(f"console.error: {message.text} ({where})")
+            if message.type != "error":
+                return
+            if urlsplit(where).path == "/favicon.ico" and not shown["type"].startswith("text/html"):
+                return
+            console_errors.append(f"console.error: {message.text} ({where})")
 
         def on_page_error(error: PlaywrightError) -> None:
             console_errors.append(f"uncaught: {error.message}")
 
+        new_page.on("response", on_response)
         new_page.on("console", on_console)
         new_page.on("pageerror", on_page_error)
         return new_page
