@@ -1,11 +1,11 @@
 """Bring a ledger database written by an older pyBTC up to the current schema, in place.
 
 `Store` creates missing tables with `CREATE TABLE IF NOT EXISTS`, which never adds a column to
-a table that exists. Each step here adds the columns a newer version keeps, fills them from what
-the database already holds (the stored block and transaction JSON, read by SQLite's JSON
-functions, so no row is parsed in Python), and creates the indexes over them. Every step checks
-for its columns first, so running them again is harmless; `meta.schema_version` records the
-version reached, for people and tools reading the file.
+a table that exists. Each step here adds the columns (or fills the new tables) a newer version
+keeps from what the database already holds: the stored block and transaction JSON, read by
+SQLite's JSON functions, so that no row is parsed in Python. A column is added only when
+missing and a table filled only below its version (`meta.schema_version`, absent in a version-1
+file), so running the steps again is harmless.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ SCHEMA_VERSION = 2
 chain index (for address histories) and the sender and recipient of kept fates."""
 
 COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "blocks": (("miner", "TEXT"), ("fee_total", "INTEGER"), ("size", "INTEGER")),
     "chain_txs": (
         ("sender", "TEXT"),
         ("recipient", "TEXT"),
@@ -30,12 +29,18 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "tx_fates": (("sender", "TEXT"), ("recipient", "TEXT")),
 }
-"""The columns version 2 added, by table (also in `store.SCHEMA` for a new database)."""
+"""The columns version 2 added to existing tables (also in `store.SCHEMA` for a new
+database)."""
 
+BLOCK_FIGURES = (
+    "INSERT OR IGNORE INTO block_figures(hash, miner, fee_total, size) "
+    "SELECT hash, json_extract(body, '$.transactions[0].recipient'), "
+    "(SELECT COALESCE(SUM(json_extract(value, '$.fee')), 0) "
+    "FROM json_each(body, '$.transactions')), length(CAST(body AS BLOB)) FROM blocks"
+)
+"""Version 2's `block_figures` (a table of its own, created by `store.SCHEMA`) for the blocks
+stored before it."""
 BACKFILL = {
-    "blocks": "UPDATE blocks SET miner = json_extract(body, '$.transactions[0].recipient'), "
-    "fee_total = (SELECT COALESCE(SUM(json_extract(value, '$.fee')), 0) "
-    "FROM json_each(body, '$.transactions')), size = length(CAST(body AS BLOB))",
     "chain_txs": "UPDATE chain_txs SET (sender, recipient, amount, fee, timestamp) = ("
     "SELECT json_extract(t.value, '$.sender'), json_extract(t.value, '$.recipient'), "
     "json_extract(t.value, '$.amount'), json_extract(t.value, '$.fee'), "
@@ -60,6 +65,9 @@ def migrate(db: sqlite3.Connection) -> None:
     """Add and fill what an older database lacks (one transaction), then the indexes."""
     db.execute("BEGIN IMMEDIATE")
     try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or int(row[0]) < 2:
+            db.execute(BLOCK_FIGURES)
         for table, columns in COLUMNS.items():
             have = _columns(db, table)
             missing = [(name, kind) for name, kind in columns if name not in have]

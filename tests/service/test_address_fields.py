@@ -216,8 +216,7 @@ def _to_version_1(path: Path) -> None:
     db = sqlite3.connect(path)
     db.executescript(
         "DROP INDEX tx_fates_by_sender; DROP INDEX tx_fates_by_recipient;"
-        "ALTER TABLE blocks DROP COLUMN miner; ALTER TABLE blocks DROP COLUMN fee_total;"
-        "ALTER TABLE blocks DROP COLUMN size;"
+        "DROP TABLE block_figures;"
         "ALTER TABLE chain_txs DROP COLUMN sender; ALTER TABLE chain_txs DROP COLUMN recipient;"
         "ALTER TABLE chain_txs DROP COLUMN amount; ALTER TABLE chain_txs DROP COLUMN fee;"
         "ALTER TABLE chain_txs DROP COLUMN timestamp;"
