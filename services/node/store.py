@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pybtc import Account, Block, BlockHeader, BlockUndo, Transaction
-
-SCHEMA_VERSION = 1
+from services.node.migrations import migrate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,6 +38,9 @@ CREATE TABLE IF NOT EXISTS blocks (
     seq INTEGER NOT NULL,
     received_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS block_figures (
+    hash TEXT PRIMARY KEY, miner TEXT, fee_total INTEGER NOT NULL, size INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS blocks_by_parent ON blocks(previous_hash);
 CREATE INDEX IF NOT EXISTS blocks_by_work ON blocks(chain_work DESC, seq);
 CREATE INDEX IF NOT EXISTS blocks_by_height ON blocks(height, seq);
@@ -49,7 +51,8 @@ CREATE TABLE IF NOT EXISTS accounts (
 );
 CREATE TABLE IF NOT EXISTS chain_txs (
     txid TEXT PRIMARY KEY, block_hash TEXT NOT NULL, height INTEGER NOT NULL,
-    position INTEGER NOT NULL
+    position INTEGER NOT NULL, sender TEXT, recipient TEXT, amount INTEGER, fee INTEGER,
+    timestamp INTEGER
 );
 CREATE TABLE IF NOT EXISTS address_history (
     address TEXT NOT NULL, height INTEGER NOT NULL, position INTEGER NOT NULL,
@@ -71,6 +74,7 @@ CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
     object_id TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL, source TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS rejections_by_object ON rejections(object_id, id);
 CREATE TABLE IF NOT EXISTS reorgs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, depth INTEGER NOT NULL,
     fork_height INTEGER NOT NULL, old_tip TEXT NOT NULL, new_tip TEXT NOT NULL,
@@ -78,7 +82,7 @@ CREATE TABLE IF NOT EXISTS reorgs (
 );
 CREATE TABLE IF NOT EXISTS tx_fates (
     txid TEXT PRIMARY KEY, at INTEGER NOT NULL, fate TEXT NOT NULL, reason TEXT,
-    reorg_id INTEGER, body TEXT NOT NULL, seq INTEGER NOT NULL
+    reorg_id INTEGER, body TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT, recipient TEXT
 );
 CREATE INDEX IF NOT EXISTS tx_fates_by_seq ON tx_fates(seq);
 """
@@ -126,6 +130,9 @@ class MempoolEntry:
     seq: int
 
 
+SUMMARY_KEYS = ("miner", "fee_total", "size")
+"""What a block summary and view add: kept in `block_figures` when a block is stored."""
+
 HEADER_CACHE = 2_048
 """Headers kept in memory by `Store.get_header` (about 0.5 MB)."""
 REORGS_KEPT = 1_000
@@ -146,6 +153,7 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=5000")
         had_counts = self._has_table("address_counts")
         self.db.executescript(SCHEMA)
+        migrate(self.db)  # columns a newer version added to an existing file (migrations.py)
         if not had_counts:  # a database from before the table: count once
             self.db.execute(
                 "INSERT INTO address_counts(address, entries) "
@@ -204,6 +212,7 @@ class Store:
     def insert_block(self, block: Block, chain_work: int, received_at: int) -> None:
         seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM blocks").fetchone()[0]
         head = block.header
+        body = json.dumps(block.to_dict())
         self.db.execute(
             "INSERT INTO blocks(hash, height, previous_hash, timestamp, bits, tx_count, chain_work,"
             " header, body, seq, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -216,9 +225,20 @@ class Store:
                 len(block.transactions),
                 work_text(chain_work),
                 json.dumps(head.to_dict()),
-                json.dumps(block.to_dict()),
+                body,
                 seq,
                 received_at,
+            ),
+        )
+        # A table of their own: a column stored after a large body costs a read of the body's
+        # overflow pages, and lists and charts read these figures for 500 blocks at a time.
+        self.db.execute(
+            "INSERT INTO block_figures(hash, miner, fee_total, size) VALUES (?, ?, ?, ?)",
+            (
+                block.hash,
+                block.transactions[0].recipient if block.transactions else None,
+                sum(tx.fee for tx in block.transactions),
+                len(body.encode()),
             ),
         )
 
@@ -317,6 +337,7 @@ class Store:
         """Forget blocks off the main chain (their rows and any undo record)."""
         for block_hash in hashes:
             self.db.execute("DELETE FROM blocks WHERE hash = ?", (block_hash,))
+            self.db.execute("DELETE FROM block_figures WHERE hash = ?", (block_hash,))
             self.db.execute("DELETE FROM undo WHERE block_hash = ?", (block_hash,))
             self._headers.pop(block_hash, None)
 
@@ -348,14 +369,25 @@ class Store:
         )
         return [json.loads(r[0]) for r in rows]
 
-    def main_summaries(self, start: int, limit: int) -> list[dict[str, Any]]:
-        """Headers with `tx_count`, without reading the blocks' bodies (lists and charts)."""
+    def main_summaries_json(self, low: int, high: int) -> list[str]:
+        """Main-chain blocks from height `high` down to `low` as JSON text: each header with
+        `tx_count`, `miner`, `fee_total` and `size`, built by SQLite without reading a block's
+        body (lists and charts ask for 500 at a time)."""
         rows = self.db.execute(
-            "SELECT header, tx_count FROM main_chain JOIN blocks USING (hash) "
-            "WHERE main_chain.height >= ? ORDER BY main_chain.height LIMIT ?",
-            (start, limit),
+            "SELECT json_set(header, '$.tx_count', tx_count, '$.miner', miner, "
+            "'$.fee_total', fee_total, '$.size', size) FROM main_chain JOIN blocks USING (hash) "
+            "LEFT JOIN block_figures USING (hash) WHERE main_chain.height BETWEEN ? AND ? "
+            "ORDER BY main_chain.height DESC",
+            (low, high),
         )
-        return [json.loads(r[0]) | {"tx_count": r[1]} for r in rows]
+        return [r[0] for r in rows]
+
+    def block_summary(self, block_hash: str) -> dict[str, Any]:
+        """`miner`, `fee_total` and `size` of a stored block (empty if it is unknown)."""
+        row = self.db.execute(
+            "SELECT miner, fee_total, size FROM block_figures WHERE hash = ?", (block_hash,)
+        ).fetchone()
+        return {} if row is None else dict(zip(SUMMARY_KEYS, row, strict=True))
 
     def is_main(self, block_hash: str, height: int) -> bool:
         return self.main_hash(height) == block_hash
@@ -404,8 +436,19 @@ class Store:
         self.db.execute("INSERT INTO main_chain(height, hash) VALUES (?, ?)", (height, block.hash))
         for position, tx in enumerate(block.transactions):
             self.db.execute(
-                "INSERT INTO chain_txs(txid, block_hash, height, position) VALUES (?, ?, ?, ?)",
-                (tx.txid, block.hash, height, position),
+                "INSERT INTO chain_txs(txid, block_hash, height, position, sender, recipient, "
+                "amount, fee, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tx.txid,
+                    block.hash,
+                    height,
+                    position,
+                    tx.sender,
+                    tx.recipient,
+                    tx.amount,
+                    tx.fee,
+                    tx.timestamp,
+                ),
             )
             for address, delta in tx_deltas(tx).items():
                 self.db.execute(
@@ -441,14 +484,27 @@ class Store:
         return None if row is None else (row[0], row[1], row[2])
 
     def address_history(self, address: str, offset: int, limit: int) -> list[tuple[Any, ...]]:
-        """(height, position, txid, delta) newest first."""
+        """(height, position, txid, delta, sender, recipient, amount, fee, timestamp,
+        block_time) newest first."""
         return list(
             self.db.execute(
-                "SELECT height, position, txid, delta FROM address_history WHERE address = ? "
-                "ORDER BY height DESC, position DESC LIMIT ? OFFSET ?",
+                "SELECT h.height, h.position, h.txid, h.delta, c.sender, c.recipient, c.amount, "
+                "c.fee, c.timestamp, b.timestamp FROM address_history h "
+                "JOIN chain_txs c ON c.txid = h.txid JOIN blocks b ON b.hash = c.block_hash "
+                "WHERE h.address = ? ORDER BY h.height DESC, h.position DESC LIMIT ? OFFSET ?",
                 (address, limit, offset),
             )
         )
+
+    def address_newer_delta(self, address: str, count: int) -> int:
+        """The sum of the `count` newest confirmed deltas of an address: what separates its
+        balance now from its balance after the entry `count` places down (a page's offset)."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(delta), 0) FROM (SELECT delta FROM address_history "
+            "WHERE address = ? ORDER BY height DESC, position DESC LIMIT ?)",
+            (address, count),
+        ).fetchone()
+        return int(row[0])
 
     def address_history_count(self, address: str) -> int:
         """Confirmed entries of an address: kept as a count, so no page scans a history."""
@@ -564,11 +620,13 @@ class Store:
             "DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - ?", (keep,)
         )
 
-    def rejections(self, limit: int) -> list[dict[str, Any]]:
+    def rejections(self, limit: int, object_id: str | None = None) -> list[dict[str, Any]]:
+        """The latest refusals, newest first; only those of `object_id` when given."""
+        where = "" if object_id is None else "WHERE object_id = ? "
         rows = self.db.execute(
-            "SELECT at, kind, object_id, reason, message, source FROM rejections "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
+            "SELECT at, kind, object_id, reason, message, source FROM rejections "  # noqa: S608
+            f"{where}ORDER BY id DESC LIMIT ?",
+            (limit,) if object_id is None else (object_id, limit),
         )
         keys = ("at", "kind", "id", "reason", "message", "source")
         return [dict(zip(keys, r, strict=True)) for r in rows]
@@ -605,9 +663,19 @@ class Store:
         or `dropped` (with the reason). The latest fate of each txid is kept, `keep` in all."""
         seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM tx_fates").fetchone()[0]
         self.db.execute(
-            "INSERT OR REPLACE INTO tx_fates(txid, at, fate, reason, reorg_id, body, seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (tx.txid, at, fate, reason, reorg_id, json.dumps(tx.to_dict()), seq),
+            "INSERT OR REPLACE INTO tx_fates(txid, at, fate, reason, reorg_id, body, seq, sender,"
+            " recipient) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                tx.txid,
+                at,
+                fate,
+                reason,
+                reorg_id,
+                json.dumps(tx.to_dict()),
+                seq,
+                tx.sender,
+                tx.recipient,
+            ),
         )
         self.db.execute("DELETE FROM tx_fates WHERE seq <= ?", (seq - keep,))
 
@@ -634,6 +702,30 @@ class Store:
             "transaction": json.loads(row[3]),
             "reorg": reorg,
         }
+
+    def dropped_for(self, address: str, limit: int) -> list[tuple[Transaction, int, str | None]]:
+        """(transaction, at, reason) of the latest kept `dropped` fates of transactions from or
+        to `address`, newest first, leaving out any that is pending or in the chain again."""
+        rows = self.db.execute(
+            "SELECT body, at, reason FROM tx_fates f WHERE f.seq IN ("
+            " SELECT seq FROM tx_fates WHERE sender = ?1 UNION"
+            " SELECT seq FROM tx_fates WHERE recipient = ?1)"
+            " AND f.fate = 'dropped'"
+            " AND NOT EXISTS (SELECT 1 FROM mempool m WHERE m.txid = f.txid)"
+            " AND NOT EXISTS (SELECT 1 FROM chain_txs c WHERE c.txid = f.txid)"
+            " ORDER BY f.seq DESC LIMIT ?2",
+            (address, limit),
+        )
+        return [(Transaction.from_dict(json.loads(r[0])), r[1], r[2]) for r in rows]
+
+    def requeued_at(self, txids: list[str]) -> dict[str, int]:
+        """When each of `txids` whose latest fate is `requeued` was re-queued."""
+        marks = ", ".join("?" * len(txids))
+        rows = self.db.execute(
+            f"SELECT txid, at FROM tx_fates WHERE fate = 'requeued' AND txid IN ({marks})",  # noqa: S608
+            txids,
+        )
+        return {r[0]: r[1] for r in rows}
 
     def reorgs(self, limit: int) -> list[dict[str, Any]]:
         rows = self.db.execute(

@@ -14,13 +14,15 @@ from typing import Any
 
 from aiohttp import web
 
-from pybtc import Block, Transaction, ValidationError, decode_address, format_amount
+from pybtc import Block, Transaction, ValidationError, decode_address
 from pybtc.block import header_of_block
 from pybtc.encoding import check_hex
 from pybtc.mempool import projected_block
 from services.common.limits import client_key, require_operator
 from services.common.settings import Settings
 from services.common.web import ServiceError, parse_json, query_int, read_json_object
+from services.node.addresses import address_history as history_page
+from services.node.addresses import address_summary
 from services.node.keys import BAD_BLOCKS, CLOCK, LEDGER, MINE_DESK, NETWORK, SETTINGS
 from services.node.ledger import Ledger
 from services.node.peer_client import PeerError
@@ -288,20 +290,23 @@ def _block_view(ledger: Ledger, block: Block, invalid: str | None) -> dict[str, 
         "chain_work": f"{meta[1]:064x}" if meta else None,
         "next_hash": next_hash,
         "invalid_reason": invalid,
-    }
+    } | ledger.store.block_summary(block.hash)
 
 
 @routes.get("/blocks")
 async def blocks(request: web.Request) -> web.Response:
-    """Main-chain blocks, newest first: `?before=<height>&limit=`."""
+    """Main-chain block summaries, newest first: `?before=<height>&limit=`."""
     ledger = _ledger(request)
     height = ledger.height
     before = query_int(request, "before", height + 1, low=1, high=2**62)
     limit = query_int(request, "limit", 20, low=1, high=MAX_PAGE)
     top = min(before - 1, height)
-    start = max(1, top - limit + 1)
-    items = ledger.store.main_summaries(start, top - start + 1) if top >= 1 else []
-    return web.json_response({"height": height, "blocks": list(reversed(items))})
+    items = ledger.store.main_summaries_json(max(1, top - limit + 1), top) if top >= 1 else []
+    # JSON that SQLite wrote (see main_summaries_json), joined without parsing, as /chain does.
+    return web.Response(
+        text=f'{{"height": {height}, "blocks": [{", ".join(items)}]}}',
+        content_type="application/json",
+    )
 
 
 @routes.get("/blocks/tree")
@@ -391,67 +396,19 @@ def _address(request: web.Request) -> str:
 
 @routes.get("/address/{address}")
 async def address_info(request: web.Request) -> web.Response:
-    """Confirmed and unconfirmed balance, confirmed and next nonce."""
+    """Confirmed, unconfirmed and spendable balance, pending sums, confirmed and next nonce."""
     address = _address(request)
-    ledger = _ledger(request)
-    account = ledger.account(address)
-    pending = ledger.store.mempool_pending_for(address)
-    unconfirmed = account.balance
-    sent = 0
-    for p in pending:
-        if p.tx.sender == address:
-            unconfirmed -= p.tx.amount + p.tx.fee
-            sent += 1
-        if p.tx.recipient == address:
-            unconfirmed += p.tx.amount
-    return web.json_response(
-        {
-            "address": address,
-            "balance": account.balance,
-            "balance_coins": format_amount(account.balance),
-            "unconfirmed_balance": unconfirmed,
-            "nonce": account.nonce,
-            "next_nonce": account.nonce + sent,
-            "pending_count": len(pending),
-            "history_count": ledger.store.address_history_count(address),
-        }
-    )
+    return web.json_response(address_summary(_ledger(request), address))
 
 
 @routes.get("/address/{address}/history")
 async def address_history(request: web.Request) -> web.Response:
-    """Pending entries, then confirmed ones newest first, each with its net effect (delta)."""
+    """Pending entries, then confirmed ones newest first, each with its net effect (delta),
+    parties and the balance after it; and the address's latest dropped transactions."""
     address = _address(request)
-    ledger = _ledger(request)
     offset = query_int(request, "offset", 0, low=0, high=2**62)
     limit = query_int(request, "limit", 25, low=1, high=MAX_PAGE)
-    tip = ledger.height
-    confirmed = [
-        {
-            "txid": txid,
-            "height": height,
-            "position": position,
-            "delta": delta,
-            "confirmations": tip - height + 1,
-        }
-        for height, position, txid, delta in ledger.store.address_history(address, offset, limit)
-    ]
-    pending = []
-    for p in ledger.store.mempool_pending_for(address):
-        delta = (p.tx.amount if p.tx.recipient == address else 0) - (
-            p.tx.amount + p.tx.fee if p.tx.sender == address else 0
-        )
-        pending.append({"txid": p.tx.txid, "delta": delta, "status": "pending"})
-    return web.json_response(
-        {
-            "address": address,
-            "total": ledger.store.address_history_count(address),
-            "offset": offset,
-            "limit": limit,
-            "pending": pending,
-            "confirmed": confirmed,
-        }
-    )
+    return web.json_response(history_page(_ledger(request), address, offset, limit))
 
 
 @routes.get("/mempool")
@@ -537,8 +494,15 @@ async def status(request: web.Request) -> web.Response:
 
 @routes.get("/rejections")
 async def rejections(request: web.Request) -> web.Response:
+    """The latest refusals, newest first; `?id=` keeps only those of one txid or block hash."""
     limit = query_int(request, "limit", 50, low=1, high=MAX_PAGE)
-    return web.json_response({"rejections": _ledger(request).store.rejections(limit)})
+    object_id = request.query.get("id")
+    if object_id is not None:
+        try:
+            check_hex("id", object_id, 32)
+        except ValidationError as exc:
+            raise ServiceError(400, str(exc.reason), exc.message) from None
+    return web.json_response({"rejections": _ledger(request).store.rejections(limit, object_id)})
 
 
 @routes.get("/reorgs")

@@ -250,9 +250,11 @@ async def test_real_responses_match_their_schemas(ledger_client: TestClient) -> 
     await check("GET", "/healthz", "/healthz", 200)
     await check("GET", "/reorgs", "/reorgs", 200)
 
-    status, body, _ = await send(ledger_client, miner, alice.address, COIN, fee=1)
+    status, body, refused = await send(ledger_client, miner, alice.address, COIN, fee=1)
     assert (status, body["reason"]) == (400, "fee-too-low")
     await check("GET", "/rejections", "/rejections", 200)
+    await check("GET", f"/rejections?id={refused.txid}", "/rejections", 200)
+    await check("GET", "/rejections?id=XYZ", "/rejections", 400)
     await check("POST", "/transactions/new", "/transactions/new", 400, {"sender": "x"})
     await check("POST", "/transactions/new", "/transactions/new", 409, tx.to_dict())
     await check("POST", "/mining/submit", "/mining/submit", 400, solved.to_dict())
