@@ -1,5 +1,6 @@
 """What the browser-facing services (explorer, wallet) share: Jinja2 set-up with autoescape and
-the chain's filters, static files, and refusals shown as a readable page (JSON under /api/).
+the chain's filters (amounts with their unit, relative ages), static files (the shared
+stylesheet, copy buttons, the favicon), and refusals shown as a readable page (JSON under /api/).
 
 Each service keeps its own `templates/error.html` (given `status`, `message`, `reason`).
 """
@@ -7,6 +8,7 @@ Each service keeps its own `templates/error.html` (given `status`, `message`, `r
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -87,10 +89,30 @@ def setup_pages(
         app,
         loader=jinja2.PackageLoader(package, "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        filters={"coins": coins, "when": when, "short": short, **(filters or {})},
+        filters={  # type: ignore[arg-type]  # filters return str, the stub wants exactly that
+            "coins": coins,
+            "amount": amount,
+            "when": when,
+            "ago": ago,
+            "short": short,
+            **(filters or {}),
+        },
     )
     env.tests["hash"] = is_hash
-    app.router.add_static("/common/", path=str(files("services.common").joinpath("static")))
+    settings = app.get(SETTINGS)
+    # What every template may use: the server's clock (relative ages, which the page's script
+    # keeps fresh) and where the ledger's API document is.
+    env.globals["clock"] = lambda: int(time.time())
+    env.globals["api_doc"] = f"{settings.ledger_public_url}/openapi.yaml" if settings else ""
+    static = files("services.common").joinpath("static")
+    app.router.add_static("/common/", path=str(static))
+    favicon = static.joinpath("favicon.svg").read_bytes()
+
+    async def favicon_ico(request: web.Request) -> web.Response:
+        # Browsers ask for /favicon.ico on their own, whatever the page links.
+        return web.Response(body=favicon, content_type="image/svg+xml")
+
+    app.router.add_get("/favicon.ico", favicon_ico)
     app.router.add_static("/static/", path=str(files(package).joinpath("static")), name="static")
     return env
 
@@ -100,6 +122,41 @@ def coins(units: object) -> str:
     if not isinstance(units, int) or isinstance(units, bool):
         return "?"
     return format_amount(units)
+
+
+def amount(units: object) -> str:
+    """Integer units as pyBTC with their unit: "1.50000000 pyBTC" (a no-break space: the unit
+    never wraps away from its number)."""
+    return f"{coins(units)}\u00a0pyBTC"
+
+
+def _timestamp(value: object) -> int | None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**40:
+        return None
+    return value
+
+
+def ago(timestamp: object, now: object) -> str:
+    """How long before `now` (both unix seconds) `timestamp` was: "just now", "3 min ago",
+    "2 h ago", "5 days ago"; a time ahead of `now` (miners' clocks differ) is "in 20 s"."""
+    then, at = _timestamp(timestamp), _timestamp(now)
+    if then is None or at is None:
+        return "?"
+    seconds = at - then
+    ahead = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        text = f"{seconds} s"
+    elif seconds < 3600:
+        text = f"{seconds // 60} min"
+    elif seconds < 86400:
+        text = f"{seconds // 3600} h"
+    else:
+        days = seconds // 86400
+        text = f"{days} day{'s' if days != 1 else ''}"
+    return f"in {text}" if ahead else f"{text} ago"
 
 
 def when(timestamp: object) -> str:

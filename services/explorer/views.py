@@ -25,6 +25,8 @@ PAGE = 20
 DASHBOARD_CHART = 100  # blocks drawn by the dashboard's charts
 CHART_MAX = 499  # the ledger lists at most 500 blocks at once: N blocks and one parent
 CHART_CHOICES = (50, 100, 200, 499)
+TREE_SPAN = 30  # heights the block tree draws at once
+CHAIN_EVENTS = "tip reorg resync"  # for pages that show no mempool state (a tx event: no re-read)
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -32,14 +34,21 @@ def _ledger(request: web.Request) -> LedgerClient:
     return request.app[LEDGER]
 
 
-async def _get_or_404(request: web.Request, path: str, what: str, **params: str) -> Any:
+async def _get_or_404(request: web.Request, path: str, missing: str, **params: str) -> Any:
+    """The ledger's answer, or a 404 page saying `missing`."""
     status, body = await _ledger(request).request("GET", path, params=params or None)
     if status == 404:
-        raise ServiceError(404, "not-found", f"No {what} like that on this node.")
+        raise ServiceError(404, "not-found", missing)
     if status != 200:
         message = body.get("error", "") if isinstance(body, dict) else ""
-        raise ServiceError(400 if status < 500 else 502, "ledger-refused", message or what)
+        raise ServiceError(400 if status < 500 else 502, "ledger-refused", message or missing)
     return body
+
+
+async def _optional(request: web.Request, path: str, **params: str) -> Any:
+    """The ledger's answer, or None when it has none (an older ledger without that path)."""
+    status, body = await _ledger(request).request("GET", path, params=params or None)
+    return body if status == 200 else None
 
 
 @routes.get("/")
@@ -54,6 +63,7 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
     return {
         "page": "dashboard",
         "status": status,
+        "fees": await _optional(request, "/fees"),
         "blocks": recent[:10],
         "mempool": mempool,
         "peers": peers,
@@ -80,6 +90,7 @@ async def charts(request: web.Request) -> dict[str, Any]:
     newest_first = (await _ledger(request).get("/blocks", limit=str(count + 1)))["blocks"]
     return {
         "page": "charts",
+        "events": CHAIN_EVENTS,
         "charts": _charts(request, newest_first),
         "count": count,
         "choices": CHART_CHOICES,
@@ -110,6 +121,7 @@ async def blocks(request: web.Request) -> dict[str, Any]:
     newer = None if before >= body["height"] + 1 else min(before + PAGE, body["height"] + 1)
     return {
         "page": "blocks",
+        "events": CHAIN_EVENTS,
         "blocks": items,
         "height": body["height"],
         "older": older,
@@ -123,8 +135,34 @@ async def block(request: web.Request) -> dict[str, Any]:
     block_hash = request.match_info["hash"]
     if not HEX64.fullmatch(block_hash):
         raise ServiceError(400, "bad-hash", "A block hash is 64 lowercase hexadecimal digits.")
-    view = await _get_or_404(request, f"/blocks/{block_hash}", "block")
-    return {"page": "blocks", "view": view, "b": view["block"]}
+    view = await _get_or_404(request, f"/blocks/{block_hash}", "No block with that hash here.")
+    return {
+        "page": "blocks",
+        "events": CHAIN_EVENTS,
+        "view": view,
+        "b": view["block"],
+        "facts": block_facts(view),
+    }
+
+
+def block_facts(view: dict[str, Any]) -> dict[str, Any]:
+    """Miner, fee total and size: the ledger's figures where it gives them, else (miner, fees)
+    read from the block's own transactions."""
+    block = view["block"]
+    txs = block.get("transactions", [])
+    coinbase = next((t for t in txs if t.get("sender") == "0"), None)
+    miner = view.get("miner", block.get("miner"))
+    if miner is None and coinbase is not None:
+        miner = coinbase.get("recipient")
+    fee_total = view.get("fee_total", block.get("fee_total"))
+    if fee_total is None:
+        fee_total = sum(int(t.get("fee", 0)) for t in txs if t.get("sender") != "0")
+    return {
+        "miner": miner,
+        "fee_total": fee_total,
+        "size": view.get("size", block.get("size")),
+        "tx_count": len(txs),
+    }
 
 
 @routes.get("/height/{height}")
@@ -132,7 +170,9 @@ async def height(request: web.Request) -> web.Response:
     raw = request.match_info["height"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise ServiceError(400, "bad-query", "A height is a whole number.")
-    view = await _get_or_404(request, f"/blocks/height/{int(raw)}", "block at that height")
+    view = await _get_or_404(
+        request, f"/blocks/height/{int(raw)}", f"This node has no block at height {int(raw)}."
+    )
     raise web.HTTPFound(f"/block/{view['block']['hash']}")
 
 
@@ -142,8 +182,25 @@ async def transaction(request: web.Request) -> dict[str, Any]:
     txid = request.match_info["txid"]
     if not HEX64.fullmatch(txid):
         raise ServiceError(400, "bad-txid", "A transaction id is 64 lowercase hexadecimal digits.")
-    view = await _get_or_404(request, f"/tx/{txid}", "transaction")
-    return {"page": "tx", "view": view, "tx": view["transaction"]}
+    status, view = await _ledger(request).request("GET", f"/tx/{txid}")
+    if status == 200:
+        return {"page": "tx", "view": view, "tx": view["transaction"]}
+    if status != 404:
+        raise ServiceError(502, "ledger-refused", "The ledger could not answer for that id.")
+    refusals = await _refusals_of(request, txid)
+    if not refusals:
+        raise ServiceError(
+            404, "not-found", "This node knows no transaction with that id, and refused none."
+        )
+    return {"page": "tx", "view": None, "tx": None, "txid": txid, "refusals": refusals}
+
+
+async def _refusals_of(request: web.Request, txid: str) -> list[dict[str, Any]]:
+    """What this node refused under that id, newest first (`GET /rejections?id=`; an older
+    ledger ignores `id`, so the list is filtered here too)."""
+    body = await _optional(request, "/rejections", id=txid, limit=str(PAGE))
+    entries = body.get("rejections", []) if isinstance(body, dict) else []
+    return [r for r in entries if r.get("id") == txid and r.get("kind") != "block"]
 
 
 @routes.get("/address/{address}")
@@ -180,6 +237,7 @@ async def mempool(request: web.Request) -> dict[str, Any]:
     return {
         "page": "mempool",
         "mempool": body,
+        "projected": await _optional(request, "/mempool/blocks"),
         "offset": offset,
         "rejections": rejections,
         "newer": max(0, offset - size) if offset else None,
@@ -193,7 +251,14 @@ async def network(request: web.Request) -> dict[str, Any]:
     ledger = _ledger(request)
     status = await ledger.get("/status")
     nodes = await ledger.get("/nodes")
-    return {"page": "network", "status": status, "nodes": nodes}
+    # Peers' tips change without an event of ours: the page polls as well (every 5 s).
+    return {
+        "page": "network",
+        "events": CHAIN_EVENTS,
+        "status": status,
+        "nodes": nodes,
+        "poll": 5000,
+    }
 
 
 @routes.get("/search")
@@ -246,19 +311,36 @@ async def summary(request: web.Request) -> web.Response:
 @routes.get("/forks")
 @aiohttp_jinja2.template("forks.html")
 async def forks(request: web.Request) -> dict[str, Any]:
-    """The block tree around the tip (stale branches included) and every reorg this node made."""
+    """The block tree (stale branches included) over TREE_SPAN heights up to `?to=` (by
+    default the tip and just above it), and every reorg this node made."""
     ledger = _ledger(request)
-    tree = await ledger.get("/blocks/tree")
+    to = query_int(request, "to", 0, low=1, high=2**62) if "to" in request.query else None
+    params = {"to": str(to), "from": str(max(1, to - TREE_SPAN + 1))} if to else {}
+    tree = await ledger.get("/blocks/tree", **params)
     reorgs = (await ledger.get("/reorgs", limit="20"))["reorgs"]
-    return {"page": "forks", "tree": tree, "drawing": layout_tree(tree["blocks"]), "reorgs": reorgs}
+    heights = [b["index"] for b in tree["blocks"]]
+    low = min(heights) if heights else 1
+    top = to if to is not None else tree["height"]
+    return {
+        "page": "forks",
+        "events": CHAIN_EVENTS,
+        "tree": tree,
+        "drawing": layout_tree(tree["blocks"]),
+        "reorgs": reorgs,
+        "older": low - 1 if low > 1 else None,
+        "newer": min(top + TREE_SPAN, tree["height"]) if to is not None else None,
+        "at_tip": to is None or to >= tree["height"],
+    }
 
 
 def layout_tree(blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Positions for an SVG: one column per height, the best chain on the first row, each stale
+    """Positions for an SVG: one column per height, newest on the left (so the tip shows
+    without scrolling, however narrow the screen), the best chain on the first row, each stale
     branch on a row of its own."""
     if not blocks:
         return {"nodes": [], "edges": [], "width": 0, "height": 0}
     low = min(b["index"] for b in blocks)
+    high = max(b["index"] for b in blocks)
     lane_of: dict[str, int] = {}
     lane_end: dict[int, str] = {}  # lane -> hash of its last block
     for b in blocks:  # height order, first seen first
@@ -275,7 +357,7 @@ def layout_tree(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     step_x, step_y = 72, 56
     nodes = [
         {
-            "x": 40 + (b["index"] - low) * step_x,
+            "x": 40 + (high - b["index"]) * step_x,
             "y": 30 + lane_of[b["hash"]] * step_y,
             "hash": b["hash"],
             "height": b["index"],
@@ -287,15 +369,15 @@ def layout_tree(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     where = {n["hash"]: n for n in nodes}
     edges = [
         {
-            "x1": where[b["previous_hash"]]["x"] + 14,
+            "x1": where[b["previous_hash"]]["x"] - 14,
             "y1": where[b["previous_hash"]]["y"],
-            "x2": where[b["hash"]]["x"] - 14,
+            "x2": where[b["hash"]]["x"] + 14,
             "y2": where[b["hash"]]["y"],
         }
         for b in blocks
         if b["previous_hash"] in where
     ]
-    width = 80 + (max(b["index"] for b in blocks) - low) * step_x
+    width = 80 + (high - low) * step_x
     return {
         "nodes": nodes,
         "edges": edges,

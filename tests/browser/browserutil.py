@@ -8,6 +8,8 @@
   `tests.service.ledgerutil.LedgerNode`) serves a real port while the test drives the browser
   with Playwright's sync API in the main thread. The sync API marks its own loop as running in
   the main thread, so async code for servers must run here, never in the test's thread.
+- `http_json`, `mine` and `transfer` drive a real ledger over HTTP from the test's thread
+  (`mine` solves a template for test key 0, as a miner would).
 - `StaticSite` serves fixed pages from a stdlib HTTP server on loopback (for testing the
   fixtures themselves, or pages that need no app, such as the wallet's JavaScript module).
 """
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +31,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from playwright.sync_api import Page, ViewportSize
+
+from pybtc import REGTEST, Block, PrivateKey, Transaction
+from pybtc.mining import mine_block
+from tests.chainutil import test_key
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -54,6 +63,57 @@ def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     path = SCREENSHOTS / f"{safe}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    """(status, JSON body) of a request to a loopback service; a 4xx is an answer, not an
+    error."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def mine(ledger_url: str, address: str | None = None) -> Block:
+    """One block on the ledger's template (paying `address`, test key 0 by default)."""
+    address = address or test_key(0).address
+    status, template = http_json("GET", f"{ledger_url}/mining/template?address={address}")
+    assert status == 200, template
+    block = mine_block(Block.from_dict(template["block"]))
+    assert block is not None
+    status, body = http_json("POST", f"{ledger_url}/mining/submit", block.to_dict())
+    assert status == 201, body
+    return block
+
+
+def transfer(
+    ledger_url: str,
+    key: PrivateKey,
+    recipient: str,
+    amount: int,
+    *,
+    fee: int = 1_000,
+    nonce: int | None = None,
+) -> tuple[int, Any, Transaction]:
+    """Sign a transfer (the next nonce unless given), POST it: (status, body, transaction)."""
+    if nonce is None:
+        nonce = http_json("GET", f"{ledger_url}/address/{key.address}")[1]["next_nonce"]
+    tx = Transaction.create(
+        key,
+        recipient,
+        amount,
+        fee=fee,
+        nonce=nonce,
+        timestamp=0,
+        network_id=REGTEST.network_id,
+    )
+    status, body = http_json("POST", f"{ledger_url}/transactions/new", tx.to_dict())
+    return status, body, tx
 
 
 class LoopThread:
@@ -103,10 +163,15 @@ class LoopThread:
 # Content-Type by a path's suffix; anything else is served as HTML. Chromium runs a module
 # script only if it comes with a JavaScript type.
 CONTENT_TYPES = {
+    ".ico": "image/svg+xml",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".json": "application/json",
 }
+
+
+# What a StaticSite answers for the /favicon.ico every page load asks for (a 404 fails tests).
+FAVICON = (REPO / "services" / "common" / "static" / "favicon.svg").read_text()
 
 
 class StaticSite:
@@ -123,7 +188,7 @@ class StaticSite:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
-                body = site_pages.get(path)
+                body = site_pages.get(path, FAVICON if path == "/favicon.ico" else None)
                 if body is None:
                     self.send_error(404)
                     return

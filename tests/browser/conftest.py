@@ -7,11 +7,13 @@
 - `page`: a fresh context (own cookies and storage, 1280x800) per test; `open_page()` makes
   more (another user in the same test). Console errors and
   uncaught page errors go into `console_errors`; any left there at teardown fail the test.
-  (Failed loads count, as chromium logs them as console errors; only the favicon request that
-  headless chromium makes by itself for every page is let through.)
+  (Failed loads count, as chromium logs them as console errors: a missing favicon too, on
+  every HTML page. Only a JSON answer chromium shows as text, such as the ledger's, may lack
+  one: an API has no icon to offer.)
   A test that provokes errors on purpose inspects the list and clears it.
 - `ledger`: a real regtest ledger app on a real loopback port (SQLite in tmp_path, the
   session's real Redis as its bus), served from a background thread's event loop.
+- `explorer`: the explorer app on a real loopback port, reading `ledger` (its URL).
 
 Browser tests are plain (non-async) functions: while Playwright's sync API is alive it marks
 its own event loop as running in the main thread, so server code runs in `LoopThread`s.
@@ -24,16 +26,20 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 from playwright.sync_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
     Page,
     Playwright,
+    Response,
     sync_playwright,
 )
 from playwright.sync_api import Error as PlaywrightError
 
+from services.common.settings import Settings
+from services.explorer.app import create_app as create_explorer
 from tests.browser.browserutil import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -42,7 +48,7 @@ from tests.browser.browserutil import (
     VIEWPORT,
     LoopThread,
 )
-from tests.service.ledgerutil import LedgerNode
+from tests.service.ledgerutil import LedgerNode, free_port
 
 HERE = Path(__file__).resolve().parent
 
@@ -96,15 +102,24 @@ def open_page(browser: Browser, console_errors: list[str]) -> Iterator[Callable[
         context.set_default_timeout(DEFAULT_TIMEOUT_MS)
         contexts.append(context)
         new_page = context.new_page()
+        shown = {"type": "text/html"}  # the Content-Type of the document on show
+
+        def on_response(response: Response) -> None:
+            if response.request.is_navigation_request() and response.frame == new_page.main_frame:
+                shown["type"] = response.headers.get("content-type", "")
 
         def on_console(message: ConsoleMessage) -> None:
             where = message.location.get("url", "")
-            if message.type == "error" and urlsplit(where).path != "/favicon.ico":
-                console_errors.append(f"console.error: {message.text} ({where})")
+            if message.type != "error":
+                return
+            if urlsplit(where).path == "/favicon.ico" and not shown["type"].startswith("text/html"):
+                return
+            console_errors.append(f"console.error: {message.text} ({where})")
 
         def on_page_error(error: PlaywrightError) -> None:
             console_errors.append(f"uncaught: {error.message}")
 
+        new_page.on("response", on_response)
         new_page.on("console", on_console)
         new_page.on("pageerror", on_page_error)
         return new_page
@@ -140,3 +155,30 @@ def ledger(server_loop: LoopThread, tmp_path: Path, redis_url: str) -> Iterator[
         yield node
     finally:
         server_loop.run(node.stop())
+
+
+@pytest.fixture
+def explorer(
+    server_loop: LoopThread, ledger: LedgerNode, tmp_path: Path, redis_url: str
+) -> Iterator[str]:
+    """The explorer app on a real loopback port, reading `ledger`; its URL."""
+    port = free_port()
+    settings = Settings(
+        network="regtest",
+        data_dir=tmp_path / "explorer",
+        redis_url=redis_url,
+        ledger_url=ledger.url,
+        public_url=ledger.url,
+        explorer_port=port,
+    )
+    runner = web.AppRunner(create_explorer(settings))
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    server_loop.run(start())
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server_loop.run(runner.cleanup())

@@ -65,7 +65,7 @@ def test_a_block_from_the_miner_appears_without_a_reload(page: Page, node: UpNod
     mined = _mine(node)
     assert mined["index"] == height + 1
     expect(page.locator("#stat-height")).to_have_text(str(height + 1), timeout=10_000)
-    expect(page.locator("#latest-blocks tbody tr").first).to_contain_text(str(mined["hash"])[:20])
+    expect(page.locator("#latest-blocks tbody tr").first).to_contain_text(str(mined["hash"])[:16])
     assert page.evaluate("() => window.__loaded") == marker  # the same page: no reload
 
 

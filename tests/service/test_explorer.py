@@ -189,7 +189,7 @@ async def test_forks_page_draws_stale_branches_and_lists_reorgs(world: World) ->
         assert f'href="/block/{stale.hash}"' in page
     assert 'class="stale"' in page
     assert f'href="/block/{rival[-1].hash}"' in page
-    assert "<td>2</td>" in page  # depth of the reorg: two blocks replaced
+    assert '<td data-label="Depth">2</td>' in page  # depth of the reorg: two blocks replaced
 
 
 async def test_tx_page_tells_what_a_reorg_did(world: World) -> None:
