@@ -7,19 +7,23 @@
   projected into the next block (`blocks_to_wait` 1).
 - The Send card's and the faucet's messages follow their transaction: pending, then
   confirmed, never both. The faucet's "try again in N s" counts down and offers the button
-  again. The history shows date, counterparty, fee and the running balance.
+  again. The history shows date, counterparty, fee and the running balance. A transaction
+  replaced on the node is shown dropped, with why.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-from pybtc import format_amount
+from pybtc import COIN, REGTEST, Transaction, format_amount
+from services.wallet.keyfile import decrypt_key
 from tests.upnode import UpNode
 
 FAUCET_INTERVAL = 6
@@ -195,5 +199,45 @@ def test_next_block_fee_and_messages_that_follow_the_transaction(
     expect(status).to_contain_text("Pending")
     expect(status).to_contain_text("next block")
     _mine(node)
-    expect(status).to_have_text("Confirmed · 1 confirmation", timeout=10_000)
+    expect(status).to_have_text(re.compile(r"^Confirmed in block \d+$"), timeout=10_000)
+    height = node.get(f"/tx/{txid}")["height"]
+    expect(status).to_have_text(f"Confirmed in block {height}")
+    _mine(node)  # a later block changes nothing it says
+    expect(dave.row(txid).locator("td").first).to_contain_text("2 confirmations", timeout=10_000)
+    expect(status).to_have_text(f"Confirmed in block {height}")
     expect(dave.page.locator("#send-result")).not_to_contain_text("ending")
+
+
+def test_a_replaced_transaction_is_shown_dropped_with_why(
+    wallet: Callable[[], Wallet], node: UpNode
+) -> None:
+    """Erin's transfer is replaced on the node (the same nonce, a higher fee, signed with her
+    key elsewhere): without a reload her Send card and history say it was dropped and why, and
+    the replacement shows as pending with the fee it paid."""
+    erin = wallet().funded(node)
+    frank = wallet().address
+    erin.page.fill("#send-to", frank)
+    erin.page.fill("#send-amount", "2")
+    erin.page.click("#send-review")
+    erin.page.click("#confirm-send")
+    first = erin.page.locator("#sent-txid").inner_text()
+    expect(erin.row(first).locator("td").first).to_contain_text("Pending")
+    stored = json.loads(erin.page.evaluate("() => localStorage.getItem('pybtc-wallet:regtest')"))
+    key = decrypt_key(stored, "a live passphrase")
+    replacement = Transaction.create(
+        key,
+        frank,
+        2 * COIN,
+        fee=5_000,
+        nonce=0,
+        timestamp=int(time.time()),
+        network_id=REGTEST.network_id,
+    )
+    assert node.post("/transactions/new", replacement.to_dict())[0] == 201
+    why = "Dropped: replaced by a transaction with the same nonce and a higher fee"
+    expect(erin.page.locator("#sent-status")).to_have_text(why, timeout=10_000)
+    expect(erin.row(first).locator("td").first).to_have_text(why)
+    again = erin.row(replacement.txid).locator("td")
+    expect(again.first).to_contain_text("Pending")
+    expect(again.nth(4)).to_have_text("0.00005000")
+    expect(erin.page.locator("#spendable")).to_have_text("7.99995000")

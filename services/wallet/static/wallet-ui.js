@@ -125,7 +125,9 @@ function counterpartyCell(row, entry, mine) {
     link.className = "mono counterparty";
     link.title = other;
     link.textContent = shortAddress(other);
-    td.append(entry.delta < 0 ? "to " : "from ", link);
+    const words = document.createElement("span"); // one flex item on a phone's card
+    words.append(entry.delta < 0 ? "to " : "from ", link);
+    td.append(words);
   }
 }
 

@@ -198,11 +198,16 @@ function track(txid, element) {
 
 function followTracked() {
   for (const [txid, element] of tracked) {
+    if (!element.isConnected) {
+      tracked.delete(txid); // replaced by a newer message
+      continue;
+    }
     const entry = account.history.find((e) => e.txid === txid);
     if (!entry) continue; // not on this page of the history: leave it as it is
-    element.textContent = statusText(entry);
+    // "in block N" stays true as blocks come, where "1 confirmation" would not
+    element.textContent =
+      entry.status === "confirmed" ? `Confirmed in block ${entry.height}` : statusText(entry);
     element.className = `status-${entry.status}`;
-    if (entry.status !== "pending") tracked.delete(txid);
   }
 }
 
@@ -392,12 +397,16 @@ $("send-fee").addEventListener("input", () => {
 
 const FEE_NAMES = { next_block: "Next block", economy: "Economy", minimum: "Minimum" };
 
-/** Which suggestion the fee field holds now, if any, pressed. */
+let chosenFee = null; // the suggestion last clicked
+
+/** The suggestion the fee field holds, pressed (the one clicked when several are equal). */
 function markFee() {
-  for (const button of document.querySelectorAll("#fee-choices button")) {
-    const chosen = fees !== null && $("send-fee").value.trim() === coins(fees[button.dataset.fee]);
-    button.setAttribute("aria-pressed", String(chosen));
-  }
+  const value = $("send-fee").value.trim();
+  const buttons = [...document.querySelectorAll("#fee-choices button")];
+  const matches = (b) => fees !== null && value === coins(fees[b.dataset.fee]);
+  const pressed =
+    buttons.find((b) => b.dataset.fee === chosenFee && matches(b)) ?? buttons.find(matches);
+  for (const button of buttons) button.setAttribute("aria-pressed", String(button === pressed));
 }
 
 async function loadFees() {
@@ -423,6 +432,7 @@ async function loadFees() {
 for (const button of document.querySelectorAll("#fee-choices button")) {
   button.addEventListener("click", () => {
     if (fees === null) return;
+    chosenFee = button.dataset.fee;
     $("send-fee").value = coins(fees[button.dataset.fee]);
     amountOf($("send-fee"), "fee-msg", "Fee");
     markFee();
