@@ -9,7 +9,6 @@ error and every refusal (`{"error", "reason"}`) ends the command with one clear 
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 import urllib.parse
@@ -30,8 +29,6 @@ from pybtc import (
     get_params,
     parse_amount,
 )
-from services.common.entry import load_settings
-from services.common.settings import Settings
 from services.wallet.history import history_lines
 from services.wallet.keyfile import (
     KeyFile,
@@ -43,53 +40,14 @@ from services.wallet.keyfile import (
     write_key_file,
 )
 from services.wallet.remote import Remote, faucet_request, printable
+from services.wallet.where import SettingsDefault, ledger_default
+from services.wallet.where import wallet_service_default as wallet_service_default  # devtools
 
 DEFAULT_FEE = 1_000
 """The ledger's minimum relay fee (Settings.min_fee), in units."""
 PASSPHRASE_VARIABLE = "PYBTC_WALLET_PASSPHRASE"  # noqa: S105 - a variable's name, not a secret
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# -- where the node is: the node's own settings ---------------------------------------------------
-
-
-@functools.cache
-def node_settings() -> Settings:
-    """The PYBTC_* settings a node on this machine runs with (exit 2 naming a bad one)."""
-    return load_settings()
-
-
-def ledger_default() -> tuple[str, str]:
-    """The ledger a command reaches without --node, and which settings said so."""
-    settings = node_settings()
-    if settings.ledger_url:
-        return settings.ledger_url, "PYBTC_LEDGER_URL"
-    if settings.public_url:
-        return settings.public_url, "PYBTC_PUBLIC_URL"
-    return settings.ledger_client_url, "PYBTC_HOST, PYBTC_LEDGER_PORT and PYBTC_PORT_OFFSET"
-
-
-def wallet_service_default() -> tuple[str, str]:
-    """The wallet service a command reaches without --wallet-url, and which settings said so."""
-    if os.environ.get("PYBTC_WALLET_URL"):
-        return os.environ["PYBTC_WALLET_URL"], "PYBTC_WALLET_URL"
-    url = node_settings().wallet_client_url
-    return url, "PYBTC_HOST, PYBTC_WALLET_PORT and PYBTC_PORT_OFFSET"
-
-
-class SettingsDefault(click.Option):
-    """An option whose default comes from the node's settings, shown in --help with its source."""
-
-    def __init__(self, *args: Any, resolve: Callable[[], tuple[str, str]], **kwargs: Any) -> None:
-        super().__init__(*args, default=lambda: resolve()[0], **kwargs)
-        self.resolve = resolve
-        self.base_help = self.help or ""
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        url, source = self.resolve()
-        self.help = f"{self.base_help} [default: {url}, from {source}]"
-        return super().get_help_record(ctx)
 
 
 # -- shared options and steps --------------------------------------------------------------------
