@@ -84,6 +84,11 @@ def wallet(open_page: Callable[[], Page], node: UpNode) -> Callable[[], Wallet]:
 def test_a_payment_request_round_trip(wallet: Callable[[], Wallet], node: UpNode) -> None:
     alice = wallet()
     alice.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    for bad, message in [("abc", "an amount is digits"), ("0", "ask for more than zero")]:
+        alice.page.fill("#request-amount", bad)
+        alice.page.click("#request-btn")
+        expect(alice.page.locator("#request-amount-msg")).to_contain_text(message)
+        expect(alice.page.locator("#request-out")).to_be_hidden()
     alice.page.fill("#request-amount", "0.75")
     alice.page.fill("#request-label", "Lunch ☕ & tea")
     alice.page.click("#request-btn")
@@ -139,6 +144,7 @@ BAD_URIS = [  # (what is pasted, what the message says); "{a}" is a good address
     ("pybtc:{a}?req-expires=9", 'it requires "req-expires"'),
     ("pybtc:{a}?label=%E2%98", "its label is not percent-encoded right"),
     ("pybtc:{a}?label=" + "x" * 101, "longer than 100 characters"),
+    ("pybtc:{a}?label=a%0Ab", "its label holds a control character"),
 ]
 
 

@@ -57,5 +57,6 @@ export function parsePaymentRequest(text) {
   }
   const label = seen.get("label") ?? "";
   if (label.length > MAX_LABEL) throw new Error(`its label is longer than ${MAX_LABEL} characters`);
+  if (/[\u0000-\u001f\u007f]/.test(label)) throw new Error("its label holds a control character");
   return { address, amount, label };
 }
