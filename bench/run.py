@@ -10,6 +10,8 @@ Stages (each starts and stops what it needs; the tutorial's node runs from
 
   protocol  one core, in this process: Ed25519 sign/verify, header hashes, validation
   intake    signed transactions/s into one node over HTTP, 16 clients (bench/intake.py)
+  mempool   a full pool of 5,000: the 201, /mempool, /tx, /mempool/blocks, /fees, the
+            template (bench/mempool.py)
   chain     one regtest chain of 5 signed transfers per block, imported through a node's API;
             at 1,000 and 10,000 blocks: balance lookups, chain download, explorer pages
             (bench/fixture.py, bench/reads.py)
@@ -41,6 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import hashrate, intake, network
+from bench import mempool as mempool_bench
 from bench.common import REPO, Figure, cell, flat, machine, ratio_at_least, say
 from bench.fixture import TX_KEY, TXS_PER_BLOCK, Snapshot, build
 from bench.reads import Reads, restart, restart_figures
@@ -52,7 +55,7 @@ from pybtc.pow import search_nonce
 from pybtc.validation import validate_transaction
 
 NOTES_MARKER = "<!-- notes: written by hand, kept when bench/run.py rewrites the tables above -->"
-STAGES = ("protocol", "intake", "chain", "network", "sync", "restart", "mining")
+STAGES = ("protocol", "intake", "mempool", "chain", "network", "sync", "restart", "mining")
 
 
 @dataclass(frozen=True)
@@ -356,6 +359,8 @@ def main() -> None:
             figures += found
         if "intake" in stages:
             figures += intake.run(work, plan.intake_rounds, plan.intake_per_client, verify)
+        if "mempool" in stages:
+            figures += mempool_bench.run(work, plan.read_rounds)
         snapshots: dict[int, Snapshot] = {}
         if "chain" in stages:
             _, small, large = plan.heights

@@ -6,8 +6,10 @@ strictly in nonce order and, among the senders' next transactions, the highest f
 (ties: the one that arrived first). It is a greedy merge of per-sender queues on a heap,
 O(n log n). The ledger's block template, `GET /mempool`, `GET /tx/{txid}` and the 201 of
 `POST /transactions/new` all use it, so a transaction's position is its place in the next
-block. `projected_blocks` cuts that order into the blocks it would fill, and `fee_to_reach`
-says what fee a newcomer needs to land within a number of them.
+block. `place_newest` says where a new arrival goes without ordering the pool again (leaving
+out a transaction that no other depends on keeps the rest's order too). `projected_blocks`
+cuts the order into the blocks it would fill, and `fee_to_reach` says what fee a newcomer
+needs to land within a number of them.
 """
 
 from __future__ import annotations
@@ -37,24 +39,45 @@ P = TypeVar("P", bound=Pending)
 def mining_order(pending: Iterable[P]) -> list[P]:
     """`pending` (in arrival order) in the order a block takes them: each sender's strictly by
     nonce; among the senders' next ones, the highest fee first, then the earliest arrival."""
-    queues: dict[str, list[tuple[int, int, P]]] = {}
+    by_sender: dict[str, list[tuple[int, int, int, P]]] = {}
     for arrival, item in enumerate(pending):
-        queues.setdefault(item.sender, []).append((item.nonce, arrival, item))
-    heap: list[tuple[int, int, str, int]] = []
-    for sender, queue in queues.items():
-        queue.sort(key=lambda entry: entry[0])
-        _, arrival, head = queue[0]
-        heap.append((-head.fee, arrival, sender, 0))
+        by_sender.setdefault(item.sender, []).append((item.nonce, arrival, -item.fee, item))
+    queues = [sorted(queue, key=lambda entry: entry[0]) for queue in by_sender.values()]
+    # (-fee, arrival) never ties (arrivals differ), so the queue's number is never compared
+    heap = [(queue[0][2], queue[0][1], number, 0) for number, queue in enumerate(queues)]
     heapq.heapify(heap)
     ordered: list[P] = []
+    take = ordered.append
     while heap:
-        _, _, sender, index = heapq.heappop(heap)
-        queue = queues[sender]
-        ordered.append(queue[index][2])
-        if index + 1 < len(queue):
-            _, arrival, head = queue[index + 1]
-            heapq.heappush(heap, (-head.fee, arrival, sender, index + 1))
+        _, _, number, index = heap[0]
+        queue = queues[number]
+        take(queue[index][3])
+        index += 1
+        if index < len(queue):
+            _, arrival, neg_fee, _ = queue[index]
+            heapq.heapreplace(heap, (neg_fee, arrival, number, index))
+        else:
+            heapq.heappop(heap)
     return ordered
+
+
+def place_newest(ordered: Sequence[P], item: P) -> int:
+    """Where `item` goes in `ordered` (a `mining_order`) when it arrived after all of them and
+    is its sender's highest nonce (a new transaction that replaces nothing): the order with it
+    is `ordered[:i] + [item] + ordered[i:]`, as `mining_order` would compute it afresh.
+
+    Until `item` is taken the merge goes as before; it is taken at the first step after its
+    sender's last transaction whose pick it outbids (a higher fee: on equal fees the earlier
+    arrival wins); after that the merge has the heads it had before, so the rest follows."""
+    start = 0
+    for index in range(len(ordered) - 1, -1, -1):
+        if ordered[index].sender == item.sender:
+            start = index + 1
+            break
+    for index in range(start, len(ordered)):
+        if item.fee > ordered[index].fee:
+            return index
+    return len(ordered)
 
 
 def projected_blocks(ordered: Sequence[P], capacity: int) -> list[list[P]]:

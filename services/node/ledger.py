@@ -17,6 +17,9 @@ side branches are pruned (`services.node.sidebranches`). The mempool's relay pol
 - confirmed transactions leave the pool; those of disconnected blocks come back; after every
   tip change each affected sender's pending chain is re-checked and what no longer fits is
   dropped (and logged with its reason).
+
+The block template takes the pool in mining order (`pybtc.mempool.mining_order`, docs/protocol.md
+§7.3.1), the same `mempool_view` that the HTTP views read positions and waits from.
 """
 
 from __future__ import annotations
@@ -434,14 +437,18 @@ class Ledger:
                     503, "mempool-full", "the mempool is full and this fee is not above its lowest"
                 )
             evicted = cheapest.tx
+        before = self._current_view()
         with self.store.transaction():
             # What leaves the pool was answered 201 once: its fate is kept for GET /tx/{txid}.
             for gone, reason in ((replaced, "replaced"), (evicted, "mempool-full")):
                 if gone is not None:
                     self.store.mempool_remove(gone.txid)
+                    self._parsed.pop(gone.txid, None)
                     self.store.record_fate(now, gone, "dropped", reason, None, FATES_KEPT)
                     self.log_rejection(now, "tx", gone.txid, reason, f"{tx.txid} pays a higher fee")
-            self.store.mempool_add(tx, now)
+            entry = self.store.mempool_add(tx, now)
+        if before is not None and replaced is None:  # else the next read orders the pool anew
+            self._keep_view(before.admitted(entry, evicted.txid if evicted else None))
         return TxResult(
             tx, True, replaced.txid if replaced else None, evicted.txid if evicted else None
         )
@@ -527,12 +534,21 @@ class Ledger:
     def mempool_view(self) -> MempoolView:
         """The pool in mining order (`pybtc.mempool.mining_order`), computed once per change of
         the pool: every read between two changes shares it."""
-        key = (self.store.mempool_version, self.capacity)
-        if self._view is None or self._view_key != key:
-            self._view = MempoolView(mining_order(self.store.mempool_entries()), self.capacity)
-            self._view_key = key
-            self._parsed = {t: tx for t, tx in self._parsed.items() if t in self._view.positions}
+        view = self._current_view()
+        if view is None:
+            view = MempoolView(mining_order(self.store.mempool_entries()), self.capacity)
+            self._keep_view(view)
+            self._parsed = {t: tx for t, tx in self._parsed.items() if t in view.positions}
+        return view
+
+    def _current_view(self) -> MempoolView | None:
+        """The kept view if the pool has not changed since it was made."""
+        if self._view_key != (self.store.mempool_version, self.capacity):
+            return None
         return self._view
+
+    def _keep_view(self, view: MempoolView) -> None:
+        self._view, self._view_key = view, (self.store.mempool_version, self.capacity)
 
     def pending_transactions(self, entries: list[MempoolEntry]) -> list[Transaction]:
         """The transactions of `entries` (from the current `mempool_view`), parsed once each

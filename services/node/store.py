@@ -162,6 +162,9 @@ class Store:
         self._depth = 0
         self.mempool_version = 0
         """Moves on every change of the mempool (and every rollback): a cache key."""
+        self._entries: dict[str, MempoolEntry] | None = None
+        """The mempool's rows without bodies in arrival order, mirrored once read (None: not
+        read, or a rollback made it stale)."""
 
     def close(self) -> None:
         self.db.close()
@@ -187,6 +190,7 @@ class Store:
         except BaseException:
             self.db.execute("ROLLBACK")
             self.mempool_version += 1  # what was added or removed inside is back as it was
+            self._entries = None
             raise
         else:
             self.db.execute("COMMIT")
@@ -517,7 +521,7 @@ class Store:
     def _pending(self, row: Any) -> PendingTx:
         return PendingTx(Transaction.from_dict(json.loads(row[0])), row[1], row[2])
 
-    def mempool_add(self, tx: Transaction, received_at: int) -> None:
+    def mempool_add(self, tx: Transaction, received_at: int) -> MempoolEntry:
         self.mempool_version += 1
         seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM mempool").fetchone()[0]
         self.db.execute(
@@ -535,10 +539,16 @@ class Store:
                 seq,
             ),
         )
+        entry = MempoolEntry(tx.txid, tx.sender, tx.nonce, tx.amount, tx.fee, received_at, seq)
+        if self._entries is not None:  # the highest seq: last in arrival order
+            self._entries[tx.txid] = entry
+        return entry
 
     def mempool_remove(self, txid: str) -> None:
         self.mempool_version += 1
         self.db.execute("DELETE FROM mempool WHERE txid = ?", (txid,))
+        if self._entries is not None:
+            self._entries.pop(txid, None)
 
     def mempool_get(self, txid: str) -> PendingTx | None:
         row = self.db.execute(
@@ -568,11 +578,15 @@ class Store:
         return None if row is None else self._pending(row)
 
     def mempool_entries(self) -> list[MempoolEntry]:
-        """Every pending transaction without its body, in arrival order (first seen first)."""
-        rows = self.db.execute(
-            "SELECT txid, sender, nonce, amount, fee, received_at, seq FROM mempool ORDER BY seq"
-        )
-        return [MempoolEntry(*row) for row in rows]
+        """Every pending transaction without its body, in arrival order (first seen first);
+        read from the database once, then kept in step by `mempool_add` and `mempool_remove`."""
+        if self._entries is None:
+            rows = self.db.execute(
+                "SELECT txid, sender, nonce, amount, fee, received_at, seq FROM mempool "
+                "ORDER BY seq"
+            )
+            self._entries = {row[0]: MempoolEntry(*row) for row in rows}
+        return list(self._entries.values())
 
     def mempool_transactions(self, txids: list[str]) -> dict[str, Transaction]:
         """The pending transactions of `txids` (those still pending), by txid."""

@@ -472,8 +472,9 @@ async def test_address_history_with_deltas_and_paging(ledger_client: TestClient)
 
 
 async def test_mempool_in_fee_order_with_positions(ledger_client: TestClient) -> None:
-    """GET /mempool lists pending transactions in mining order (highest fee first, then first
-    seen), each with its position; /tx and the submit answer report the same positions."""
+    """GET /mempool lists pending transactions in mining order (one per sender here, so the
+    highest fee first), each with its position; /tx and the submit answer report the same
+    positions. One sender's chain: tests/service/test_mempool_order.py."""
     for key in (MINER, ALICE, BOB):
         await mine(ledger_client, key.address)
     sent = {}

@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient
 from pybtc import COIN, REGTEST, Block, Transaction
 from pybtc.mining import mine_block
 from services.node.keys import LEDGER, NETWORK
-from tests.chainutil import test_key
-from tests.service.ledgerutil import LedgerNode, mine, send
+from tests.chainutil import branch, test_key
+from tests.service.ledgerutil import LedgerNode, mine, send, sync_rival
 
 MINER, ALICE, BOB, CAROL, DAVE = (test_key(i) for i in range(5))
 
@@ -101,6 +101,29 @@ async def test_positions_are_the_places_in_the_next_mined_block(ledger_client: T
     assert sorted(mined) == sorted(positions)
     assert {txid: i + 1 for i, txid in enumerate(mined)} == positions
     assert mined[:2] == [sent[1].txid, sent[2].txid]  # Alice's 5,000 and Bob's tie: hers came first
+
+
+async def test_positions_after_a_reorg_are_the_next_blocks(ledger_client: TestClient) -> None:
+    """A reorg puts a block's transactions back in the pool (arriving after what was pending):
+    /mempool and /tx then give the places the next mined block has them at."""
+    await mine(ledger_client, MINER.address)
+    (fork,) = await mine(ledger_client, ALICE.address)
+    await submit(ledger_client, MINER, 1_000, 0)
+    await submit(ledger_client, MINER, 3_000, 1)
+    (mined,) = await mine(ledger_client, MINER.address)
+    assert len(mined.transactions) == 3
+    _, alice = await submit(ledger_client, ALICE, 2_000, 0)
+    await sync_rival(ledger_client, "", branch(fork.header, 2, miner=BOB.address))
+    pool = await get_json(ledger_client, "/mempool")
+    assert pool["count"] == 3
+    requeued = [t.txid for t in mined.transactions[1:]]
+    expected = [alice.txid, *requeued]  # the miner's nonce 0 pays 1,000: Alice's 2,000 first
+    assert [t["txid"] for t in pool["transactions"]] == expected
+    for place, txid in enumerate(expected, start=1):
+        view = await get_json(ledger_client, f"/tx/{txid}")
+        assert (view["mempool_position"], view["blocks_to_wait"]) == (place, 1)
+    (block,) = await mine(ledger_client, MINER.address)
+    assert [tx.txid for tx in block.transactions[1:]] == expected
 
 
 async def test_a_pool_past_one_block_waits_several(ledger_client: TestClient) -> None:

@@ -8,6 +8,7 @@ real block template (`Ledger.template` over a real SQLite store) takes exactly i
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -18,14 +19,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pybtc import REGTEST, Transaction
+from pybtc.errors import ValidationError
 from pybtc.mempool import (
     BlockSummary,
     fee_to_reach,
     mining_order,
+    place_newest,
     projected_block,
     projected_blocks,
     summarize,
 )
+from pybtc.mining import build_block, mine_block
+from services.common.web import ServiceError
 from services.node.ledger import Ledger, MempoolPolicy
 from services.node.store import Store
 from tests.chainutil import test_key
@@ -148,6 +153,29 @@ def test_fee_to_reach_lands_a_newcomer_in_time(
     assert sum(len(b) for b in blocks_after) == len(pending) + 1
 
 
+@settings(max_examples=300, deadline=None)
+@given(pools(), st.integers(0, 5), st.integers(1_000, 1_010), st.data())
+def test_a_newcomer_and_an_evicted_leaf_keep_the_rest_in_order(
+    pending: list[Item], sender: int, fee: int, data: st.DataObject
+) -> None:
+    """What the ledger derives on a new transaction equals ordering the pool afresh: the
+    newcomer (its sender's next nonce, arrived last) goes where `place_newest` says, and
+    leaving out a sender's last transaction leaves the others' order as it was."""
+    ordered = mining_order(pending)
+    leaves = [
+        i for i in pending if not any(o.sender == i.sender and o.nonce > i.nonce for o in pending)
+    ]
+    leaf = data.draw(st.sampled_from(leaves))
+    rest = [i for i in pending if i is not leaf]
+    assert [i for i in ordered if i is not leaf] == mining_order(rest)
+    address = ADDRESSES[sender]
+    nonce = max((i.nonce + 1 for i in rest if i.sender == address), default=0)
+    newcomer = Item(address, nonce, fee, name="new")
+    kept = [i for i in ordered if i is not leaf]
+    index = place_newest(kept, newcomer)
+    assert [*kept[:index], newcomer, *kept[index:]] == mining_order([*rest, newcomer])
+
+
 @pytest.fixture(scope="module")
 def ledger() -> Iterator[Ledger]:
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,3 +210,97 @@ def test_the_template_takes_the_order(
     view = ledger.mempool_view()
     assert [view.position(tx.txid) for tx in expected] == list(range(1, len(expected) + 1))
     assert all(view.block(tx.txid) == 1 for tx in expected)
+
+
+KEYS = [test_key(i) for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def funded_ledger() -> Iterator[Ledger]:
+    """A real ledger whose four keys each own a block's coinbase; its pool holds at most 6."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "ledger.sqlite3")
+        ledger = Ledger(store, REGTEST, MempoolPolicy(max_count=6))
+        for key in KEYS:
+            parent = ledger.tip_header()
+            block = build_block(
+                REGTEST,
+                parent,
+                bits=parent.bits,
+                transactions=[],
+                miner_address=key.address,
+                timestamp=parent.timestamp + 1,
+            )
+            mined = mine_block(block)
+            assert mined is not None
+            ledger.submit_block(mined, parent.timestamp + 1)
+        yield ledger
+        store.close()
+
+
+_signed: dict[tuple[int, int, int], Transaction] = {}
+
+
+def _signed_tx(key: int, nonce: int, fee: int) -> Transaction:
+    if (key, nonce, fee) not in _signed:
+        _signed[(key, nonce, fee)] = Transaction.create(
+            KEYS[key],
+            RECIPIENT,
+            1,
+            fee=fee,
+            nonce=nonce,
+            timestamp=0,
+            network_id=REGTEST.network_id,
+        )
+    return _signed[(key, nonce, fee)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(1_000, 1_006)), max_size=16
+    )
+)
+def test_the_ledgers_kept_order_is_always_the_fresh_one(
+    funded_ledger: Ledger, sends: list[tuple[int, int, int]]
+) -> None:
+    """Through admissions, replacements (`back` nonces below the next), evictions from a full
+    pool and refusals, the order the ledger keeps (derived step by step) is `mining_order` over
+    the pool's rows as the database holds them, in arrival order."""
+    ledger, store = funded_ledger, funded_ledger.store
+    for entry in store.mempool_entries():
+        store.mempool_remove(entry.txid)
+    for key, back, fee in sends:
+        ledger.mempool_view()  # a read before each change: the next view is derived from it
+        pending, _ = store.mempool_sender_totals(KEYS[key].address)
+        with contextlib.suppress(ValidationError, ServiceError):
+            ledger.submit_transaction(_signed_tx(key, max(0, pending - back), fee), 0)
+        rows = store.db.execute("SELECT txid, sender, nonce, fee FROM mempool ORDER BY seq")
+        fresh = mining_order([Item(r[1], r[2], r[3], name=r[0]) for r in rows])
+        assert [e.txid for e in ledger.mempool_view().ordered] == [i.name for i in fresh]
+        assert len(fresh) <= 6
+
+
+def test_the_kept_order_follows_a_rollback(ledger: Ledger) -> None:
+    """A change of the pool undone by a rollback (a reorg onto a branch that fails to connect)
+    is undone in the kept rows and order too: they are the database's again."""
+    ledger.params = REGTEST
+    store = ledger.store
+    for entry in store.mempool_entries():
+        store.mempool_remove(entry.txid)
+    kept = _transaction(Item(ADDRESSES[0], 0, 1_000))
+    store.mempool_add(kept, 0)
+    assert [e.txid for e in ledger.mempool_view().ordered] == [kept.txid]
+
+    def failing_reorg() -> None:
+        with store.transaction():
+            store.mempool_remove(kept.txid)
+            store.mempool_add(_transaction(Item(ADDRESSES[1], 0, 5_000)), 0)
+            assert [e.fee for e in ledger.mempool_view().ordered] == [5_000]
+            raise RuntimeError("the branch failed to connect")
+
+    with pytest.raises(RuntimeError, match="branch"):
+        failing_reorg()
+    assert [e.txid for e in store.mempool_entries()] == [kept.txid]
+    assert [e.txid for e in ledger.mempool_view().ordered] == [kept.txid]
+    assert [tx.txid for tx in ledger.template(RECIPIENT, 10**9).transactions[1:]] == [kept.txid]
