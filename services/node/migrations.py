@@ -41,11 +41,17 @@ BLOCK_FIGURES = (
 """Version 2's `block_figures` (a table of its own, created by `store.SCHEMA`) for the blocks
 stored before it."""
 BACKFILL = {
-    "chain_txs": "UPDATE chain_txs SET (sender, recipient, amount, fee, timestamp) = ("
-    "SELECT json_extract(t.value, '$.sender'), json_extract(t.value, '$.recipient'), "
-    "json_extract(t.value, '$.amount'), json_extract(t.value, '$.fee'), "
-    "json_extract(t.value, '$.timestamp') FROM blocks b, json_each(b.body, '$.transactions') t "
-    "WHERE b.hash = chain_txs.block_hash AND t.key = chain_txs.position)",
+    # Each block's body is read once (json_each) into a keyed table, then copied across: a
+    # lookup per transaction would parse its whole block again for each of its transactions.
+    "chain_txs": "CREATE TEMP TABLE tx_fields AS SELECT json_extract(t.value, '$.txid') AS txid, "
+    "json_extract(t.value, '$.sender') AS sender, json_extract(t.value, '$.recipient') AS "
+    "recipient, json_extract(t.value, '$.amount') AS amount, json_extract(t.value, '$.fee') AS "
+    "fee, json_extract(t.value, '$.timestamp') AS timestamp FROM main_chain m "
+    "JOIN blocks b USING (hash), json_each(b.body, '$.transactions') t; "
+    "CREATE UNIQUE INDEX temp.tx_fields_by_txid ON tx_fields(txid); "
+    "UPDATE chain_txs SET (sender, recipient, amount, fee, timestamp) = (SELECT f.sender, "
+    "f.recipient, f.amount, f.fee, f.timestamp FROM tx_fields f WHERE f.txid = chain_txs.txid); "
+    "DROP TABLE temp.tx_fields",
     "tx_fates": "UPDATE tx_fates SET sender = json_extract(body, '$.sender'), "
     "recipient = json_extract(body, '$.recipient')",
 }
@@ -75,7 +81,8 @@ def migrate(db: sqlite3.Connection) -> None:
                 continue
             for name, kind in missing:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-            db.execute(BACKFILL[table])
+            for statement in BACKFILL[table].split("; "):
+                db.execute(statement)
             logger.info("schema migrated table=%s added=%s", table, ",".join(n for n, _ in missing))
         db.execute(
             "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "

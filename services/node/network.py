@@ -18,6 +18,11 @@
   work are synced from (`services.node.sync`), all side by side under one round deadline.
 - No peer holds more than its own sync: there is one sync per peer at a time (an announcement
   or a round asking for a peer already syncing joins that sync), and none waits for another.
+- A peer's tip in the book (`GET /nodes`) is what it last told: its `/status` (handshake,
+  health check, sync), its answer to our tip announcement (the tutorial's `/nodes/resolve`
+  answers with the answering node's tip, after it synced from us), and its blocks on the bus
+  that are its tip. So after this node mines a block, each peer that takes it is shown at the
+  new tip as soon as it has answered, not at the next round.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from pybtc import Block, Reason, Transaction, ValidationError
+from pybtc import Block, BlockHeader, Reason, Transaction, ValidationError
 from services.common.bus import Bus, Envelope, Kind
 from services.common.quota import ClientQuota
 from services.common.settings import Settings
@@ -41,7 +46,15 @@ from services.common.web import ServiceError
 from services.node.announce import Announcer
 from services.node.jobs import BoundedQueue, Coalesced
 from services.node.ledger import BlockResult, Ledger, TxResult
-from services.node.peer_client import BAD_BLOCK, PeerClient, PeerError, PeerStatus, check_hash
+from services.node.peer_client import (
+    BAD_BLOCK,
+    BAD_CHAIN,
+    PeerClient,
+    PeerError,
+    PeerStatus,
+    check_hash,
+    check_height,
+)
 from services.node.peers import CONFIG, PeerBook, PeerPolicy, PolicyResolver, normalize_peer_url
 from services.node.refusals import COST_BYTES
 from services.node.sync import Syncer, SyncResult
@@ -249,7 +262,7 @@ class Network:
         if client is not None and counted and candidates:
             candidates, limited = self._within_quota(client, candidates, outcome)
         results = await asyncio.gather(*(self._handshake(url) for url in candidates))
-        for url, error in zip(candidates, results, strict=True):
+        for url, (error, status) in zip(candidates, results, strict=True):
             if error is not None:
                 outcome.rejected.append({"url": url, **error})
             elif url in self.book:  # a concurrent registration added it meanwhile
@@ -264,6 +277,8 @@ class Network:
                 )
             elif self.book.add(url, client or CONFIG):
                 outcome.added.append(url)
+                if status is not None:  # what its handshake said
+                    self.book.learned_tip(url, status.height, status.tip)
                 logger.info("peer added url=%s by=%s", url, client or CONFIG)
         outcome.rejected += [
             {
@@ -303,7 +318,8 @@ class Network:
         logger.info("peer evicted url=%s for=%s", victim, newcomer)
         return True
 
-    async def _handshake(self, url: str) -> dict[str, str] | None:
+    async def _handshake(self, url: str) -> tuple[dict[str, str] | None, PeerStatus | None]:
+        """(why `url` is not a peer, None) or (None, its status)."""
         assert self.client is not None
         try:
             status = await self.client.status(url)
@@ -312,10 +328,10 @@ class Network:
             reason = "peer-handshake-failed" if answered else "peer-unreachable"
             if exc.reason == "peer-not-allowed":
                 reason = "peer-not-allowed"
-            return {"reason": reason, "error": exc.message}
+            return {"reason": reason, "error": exc.message}, None
         if status.node_id == self.settings.origin:  # our own URL under another name
-            return {"reason": "self", "error": "this node, under another name"}
-        return None
+            return {"reason": "self", "error": "this node, under another name"}, None
+        return None, status
 
     async def _spread(self, added: list[str]) -> None:
         """Register back with each new peer, and tell the other peers about them."""
@@ -379,11 +395,22 @@ class Network:
             logger.info("relay failed url=%s error=%s", url, exc.message)
 
     async def _announce(self, url: str, announcement: dict[str, Any]) -> None:
+        """Announce our tip to peer `url`; its answer tells its own tip (after it took ours)."""
         assert self.gossip is not None
         try:
-            await self.gossip.announce(url, announcement)
+            answer = await self.gossip.announce(url, announcement)
         except PeerError as exc:
             logger.info("announcement failed url=%s error=%s", url, exc.message)
+            return
+        if url not in self.book:
+            return
+        try:
+            tip = answered_tip(url, answer)
+        except PeerError as exc:
+            self._penalise(url, exc)
+            return
+        if tip is not None:
+            self.book.learned_tip(url, tip.index, tip.hash)
 
     async def _results_accepted(self, results: list[BlockResult], source: str) -> None:
         """Blocks a sync added: each on the bus, one tip announcement to the other peers."""
@@ -405,6 +432,8 @@ class Network:
         """Handle a transaction or block another ledger announced on the shared Redis."""
         data = envelope.data
         self._heard_on_bus(data.get("url"))
+        if envelope.type == Kind.BLOCK:
+            self._learn_tip_from_bus(data)
         if envelope.type == Kind.TX:
             try:
                 result = self.ledger.submit_transaction(
@@ -614,6 +643,24 @@ class Network:
         if self.book.failed(url, exc.message, reason=exc.reason, invalid=exc.invalid, keep=keep):
             logger.warning("peer dropped url=%s reason=%s error=%s", url, exc.reason, exc.message)
 
+    def _learn_tip_from_bus(self, data: dict[str, Any]) -> None:
+        """A peer's block on the bus that is its tip: what it would answer on /status now."""
+        if data.get("is_tip") is not True:
+            return
+        try:
+            url = normalize_peer_url(data.get("url"))
+        except ServiceError:
+            return
+        if url == self.self_url or url not in self.book:
+            return
+        try:
+            height = check_height(url, "height", data.get("height"))
+            tip = check_hash(url, "block hash", data.get("hash"))
+        except PeerError as exc:  # a bus message is a hint, and not signed by the peer
+            logger.info("bus tip not taken url=%s error=%s", url, exc.message)
+            return
+        self.book.learned_tip(url, height, tip)
+
     def _heard_on_bus(self, url: object) -> None:
         try:
             url = normalize_peer_url(url)
@@ -646,3 +693,22 @@ class Network:
                 continue
             if result.is_new:
                 await self.transaction_accepted(result)
+
+
+def answered_tip(url: str, answer: object) -> BlockHeader | None:
+    """The tip in a node's answer to our announcement (`/nodes/resolve`): the last item of its
+    `chain` or `new_chain`, a header. None if the answer names none (a node need not say);
+    PeerError (invalid) if what it names is not a header."""
+    if not isinstance(answer, dict):
+        return None
+    items = answer.get("new_chain", answer.get("chain"))
+    if not isinstance(items, list) or not items:
+        return None
+    try:
+        header = BlockHeader.from_dict(items[-1])
+        check_height(url, "tip height", header.index)
+    except ValidationError as exc:
+        raise PeerError(
+            url, f"answered an announcement with a bad tip: {exc}", invalid=True, reason=BAD_CHAIN
+        ) from None
+    return header

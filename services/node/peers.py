@@ -16,8 +16,10 @@ failure, invalid data counts `INVALID_DATA_PENALTY`, a good contact resets the c
 peer reaching `max_failures` is dropped; the reason code of the last failure is kept with it,
 and the last `DROPPED_KEPT` drops and evictions are remembered (in memory) with theirs.
 
-The book also keeps who added each peer (the client's address, or `config` for this node's
-own PYBTC_PEERS) and when it last delivered blocks that moved this node's tip. When the book is
+The book also keeps each peer's tip and height as it last told them, with the time
+(`tip_at`; see `Network` for every way a peer tells), who added each peer (the client's
+address, or `config` for this node's own PYBTC_PEERS) and when it last delivered blocks that
+moved this node's tip. When the book is
 full, a newcomer that passed the handshake takes the slot of the worst peer not protected
 (`PeerBook.victim`), like Bitcoin Core's inbound eviction: the configured peers and the
 `PROTECTED_DELIVERERS` that delivered blocks most recently are never evicted; of the others,
@@ -66,6 +68,7 @@ PEERS_COLUMNS = {
     "added_by": "TEXT NOT NULL DEFAULT ''",
     "last_delivered": "INTEGER",
     "delivered": "INTEGER NOT NULL DEFAULT 0",
+    "tip_at": "INTEGER",
 }
 """Columns added since the first schema; a database without them gains them on open."""
 PEERS_CLEANUP = """
@@ -85,6 +88,7 @@ DESCRIBED = (
     "tip",
     "last_delivered",
     "delivered",
+    "tip_at",
 )
 
 
@@ -270,13 +274,24 @@ class PeerBook:
         """It answered; `reset` also clears its failures (not for a peer that still has to
         prove, by a sync, the work it claims). `height` and `tip` are checked values
         (`services.node.peer_client`)."""
+        now = int(time.time())
         with self.store.transaction():
             self.store.db.execute(
                 "UPDATE peers SET failures = CASE WHEN ? THEN 0 ELSE failures END, last_ok = ?, "
                 "last_error = CASE WHEN ? THEN NULL ELSE last_error END, "
                 "last_reason = CASE WHEN ? THEN NULL ELSE last_reason END, "
-                "height = COALESCE(?, height), tip = COALESCE(?, tip) WHERE url = ?",
-                (reset, int(time.time()), reset, reset, height, tip, url),
+                "height = COALESCE(?, height), tip = COALESCE(?, tip), "
+                "tip_at = CASE WHEN ? IS NULL THEN tip_at ELSE ? END WHERE url = ?",
+                (reset, now, reset, reset, height, tip, tip, now, url),
+            )
+
+    def learned_tip(self, url: str, height: int, tip: str) -> None:
+        """The peer told us its tip (an announcement, its answer to ours, a bus message):
+        checked values, kept with the time; its health is left as it is."""
+        with self.store.transaction():
+            self.store.db.execute(
+                "UPDATE peers SET height = ?, tip = ?, tip_at = ? WHERE url = ?",
+                (height, tip, int(time.time()), url),
             )
 
     def delivered(self, url: str, blocks: int) -> None:

@@ -130,14 +130,13 @@ class MempoolEntry:
     seq: int
 
 
-SUMMARY_KEYS = ("miner", "fee_total", "size")
-"""What a block summary and view add: kept in `block_figures` when a block is stored."""
-
 HEADER_CACHE = 2_048
 """Headers kept in memory by `Store.get_header` (about 0.5 MB)."""
 REORGS_KEPT = 1_000
 """Reorgs remembered for GET /reorgs and the explorer (the oldest forgotten first): a tip that
 two branches take in turn, each one block ahead (next to free on regtest), logs one a time."""
+SUMMARY_KEYS = ("miner", "fee_total", "size")
+"""What a block summary and view add: kept in `block_figures` when a block is stored."""
 
 
 class Store:
