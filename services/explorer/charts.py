@@ -14,7 +14,7 @@ from typing import Any
 from pybtc.pow import bits_to_target
 
 WIDTH, HEIGHT = 560, 200
-LEFT, RIGHT, TOP, BOTTOM = 58, 12, 12, 28
+LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 28  # room for the tick labels, phones included
 
 
 @dataclass

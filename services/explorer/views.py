@@ -338,7 +338,7 @@ def layout_tree(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     without scrolling, however narrow the screen), the best chain on the first row, each stale
     branch on a row of its own."""
     if not blocks:
-        return {"nodes": [], "edges": [], "width": 0, "height": 0}
+        return {"nodes": [], "edges": [], "width": 0, "height": 0, "low": 0, "high": 0}
     low = min(b["index"] for b in blocks)
     high = max(b["index"] for b in blocks)
     lane_of: dict[str, int] = {}
@@ -383,4 +383,6 @@ def layout_tree(blocks: list[dict[str, Any]]) -> dict[str, Any]:
         "edges": edges,
         "width": width,
         "height": 60 + max(lane_of.values()) * step_y,
+        "low": low,
+        "high": high,
     }

@@ -11,9 +11,9 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from pybtc import COIN, Block
+from pybtc import COIN, REGTEST, Block, Transaction
 from tests.browser.browserutil import LoopThread, http_json, mine, transfer
-from tests.chainutil import branch, test_key
+from tests.chainutil import branch, child_block, test_key
 from tests.service.ledgerutil import LedgerNode
 
 PAYER = test_key(0)
@@ -187,3 +187,31 @@ def test_copy_buttons_copy(page: Page, ledger: LedgerNode, explorer: str) -> Non
     expect(button).to_have_text("Copied")
     assert page.evaluate("() => navigator.clipboard.readText()") == block.hash
     expect(button).to_have_text("Copy")
+
+
+def test_a_pending_transaction_page_says_dropped_and_why(
+    page: Page, ledger: LedgerNode, explorer: str
+) -> None:
+    """A block from elsewhere spends the same nonce: the open page turns to Dropped, with why."""
+    mine(ledger.url)
+    status, body, tx = transfer(ledger.url, PAYER, PAYEE.address, COIN)
+    assert status == 201, body
+    _open(page, f"{explorer}/tx/{tx.txid}")
+    expect(page.locator("#tx-status")).to_contain_text("Pending")
+    double = Transaction.create(
+        PAYER,
+        test_key(2).address,
+        COIN,
+        fee=1_000,
+        nonce=tx.nonce,
+        timestamp=0,
+        network_id=REGTEST.network_id,
+    )
+    tip = Block.from_dict(http_json("GET", f"{ledger.url}/blocks/height/2")[1]["block"])
+    rival = child_block(tip.header, [double], miner=test_key(5).address)
+    status, body = http_json("POST", f"{ledger.url}/mining/submit", rival.to_dict())
+    assert status == 201, body
+    expect(page.locator("#tx-status")).to_contain_text("Dropped", timeout=LIVE_MS)
+    expect(page.locator("#tx-status")).to_contain_text("same nonce is in the best chain")
+    expect(page.locator("#tx-fate")).to_contain_text("its sender can sign it again")
+    _same_page(page)

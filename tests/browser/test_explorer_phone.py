@@ -19,6 +19,14 @@ from tests.chainutil import branch, child_block, test_key
 from tests.service.ledgerutil import LedgerNode
 
 WIDTHS = {390: 844, 1280: 800}
+# The chart labels that reach past their drawing (the SVG's viewBox), as drawn.
+CLIPPED_LABELS = """() => Array.from(document.querySelectorAll("figure.chart svg")).flatMap(svg => {
+    const box = svg.viewBox.baseVal;
+    return Array.from(svg.querySelectorAll("text")).map(t => [t.textContent, t.getBBox()])
+        .filter(([, b]) => b.x < box.x || b.y < box.y || b.x + b.width > box.x + box.width
+                           || b.y + b.height > box.y + box.height)
+        .map(([text]) => text);
+})"""
 
 
 @dataclass
@@ -86,6 +94,9 @@ def test_every_page_fits_a_phone_and_a_desktop(
             scroll_width = page.evaluate("() => document.documentElement.scrollWidth")
             if scroll_width > width:
                 too_wide.append(f"{name} at {width}: {scroll_width} px")
+            if name in ("dashboard", "charts"):
+                clipped = page.evaluate(CLIPPED_LABELS)
+                assert clipped == [], (name, width, clipped)
             header = page.evaluate("() => document.querySelector('header.top').offsetWidth")
             assert header == width, (name, width, header)  # the band spans the screen
             screenshot(page, f"explorer-{name}-{width}")

@@ -284,3 +284,120 @@ async def test_mempool_pages_in_mining_order(world: World) -> None:
     assert second.count('<a href="/tx/') == 1
     assert 'href="/mempool?offset=0"' in second
     assert "later in mining order" not in second
+
+
+async def test_a_missing_height_reads_right(world: World) -> None:
+    text = await _page(world.client, "/height/99999", status=404)
+    assert "This node has no block at height 99999." in text
+    assert "like that" not in text
+
+
+async def test_a_refused_transaction_id_says_what_was_refused_and_why(world: World) -> None:
+    """An id the ledger never took but refused: its page lists each refusal; an id nobody
+    sent is a 404 that says both."""
+    broke = Transaction.create(
+        test_key(3),  # nothing to spend
+        test_key(2).address,
+        COIN,
+        fee=1_000,
+        nonce=0,
+        timestamp=0,
+        network_id=REGTEST.network_id,
+    )
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{world.node.url}/transactions/new", json=broke.to_dict()) as resp,
+    ):
+        assert resp.status == 400
+    page = await _page(world.client, f"/tx/{broke.txid}")
+    assert "Refused transaction" in page
+    assert 'id="tx-refusals"' in page
+    assert "insufficient-funds" in page
+    mempool = await _page(world.client, "/mempool")
+    assert f'href="/tx/{broke.txid}"' in mempool
+    unknown = await _page(world.client, f"/tx/{'ab' * 32}", status=404)
+    assert "knows no transaction with that id, and refused none" in unknown
+
+
+async def test_block_page_and_list_show_time_miner_fees_size(world: World) -> None:
+    tip = world.blocks[-1]
+    page = await _page(world.client, f"/block/{tip.hash}")
+    for label in ("<th>Time</th>", "<th>Miner</th>", "<th>Fee total</th>", "<th>Size</th>"):
+        assert label in page
+    assert f'href="/address/{test_key(0).address}"' in page
+    assert "0.00000000\u00a0pyBTC" in page  # no fees in it, with the unit
+    assert 'class="ago"' in page
+    listing = await _page(world.client, "/blocks")
+    assert listing.count(f'href="/address/{test_key(0).address}"') == 3  # miner of each
+    assert 'data-label="Age"' in listing
+
+
+async def test_address_page_names_the_balance_with_pending(world: World) -> None:
+    page = await _page(world.client, f"/address/{test_key(1).address}")
+    assert "Balance incl. pending" in page
+    assert "Unconfirmed" not in page
+    assert "Spendable now" in page
+    assert 'class="copy"' in page
+
+
+async def test_mempool_page_shows_the_projected_blocks(world: World) -> None:
+    page = await _page(world.client, "/mempool")
+    assert 'id="projected-blocks"' in page
+    assert "Next block" in page
+    assert '<td data-label="Projected block">next</td>' in page
+    assert world.tx is not None
+    tx = await _page(world.client, f"/tx/{world.tx.txid}")
+    assert "position 1 in the mempool · in the next block" in tx
+
+
+async def test_the_block_tree_pages_back(world: World) -> None:
+    async with aiohttp.ClientSession() as http:
+        await world.mine(http, 40)  # height 44
+    newest = await _page(world.client, "/forks")
+    assert f'href="/block/{world.blocks[-1].hash}"' in newest
+    assert 'href="/forks?to=' in newest
+    older = await _page(world.client, "/forks?to=10")
+    assert f'href="/block/{world.blocks[7].hash}"' in older  # height 10
+    assert f'href="/block/{world.blocks[-1].hash}"' not in older
+    assert 'href="/forks"' in older  # back to the tip
+
+
+async def test_the_favicon_and_the_api_document_link(world: World) -> None:
+    for path in ("/favicon.ico", "/common/favicon.svg"):
+        resp = await world.client.get(path)
+        assert resp.status == 200
+        assert resp.content_type == "image/svg+xml"
+    page = await _page(world.client, "/")
+    assert '<link rel="icon" href="/common/favicon.svg"' in page
+    assert f'href="{world.node.url}/openapi.yaml"' in page
+
+
+def test_relative_ages_read_as_people_say_them() -> None:
+    from services.common.pages import ago
+
+    now = 1_000_000
+    assert ago(now - 2, now) == "just now"
+    assert ago(now - 42, now) == "42 s ago"
+    assert ago(now - 3 * 60 - 5, now) == "3 min ago"
+    assert ago(now - 2 * 3600, now) == "2 h ago"
+    assert ago(now - 86400, now) == "1 day ago"
+    assert ago(now - 5 * 86400, now) == "5 days ago"
+    assert ago(now + 20, now) == "in 20 s"  # a miner's clock ahead of ours
+    assert ago("x", now) == "?"
+
+
+def test_the_tree_draws_the_tip_first() -> None:
+    from services.explorer.views import layout_tree
+
+    blocks = [
+        {
+            "index": h,
+            "hash": f"{h:064x}",
+            "previous_hash": f"{h - 1:064x}",
+            "in_best_chain": True,
+            "invalid_reason": None,
+        }
+        for h in range(2, 6)
+    ]
+    nodes = {n["height"]: n["x"] for n in layout_tree(blocks)["nodes"]}
+    assert nodes[5] < nodes[4] < nodes[3] < nodes[2]
