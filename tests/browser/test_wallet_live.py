@@ -96,7 +96,7 @@ def test_a_payment_request_round_trip(wallet: Callable[[], Wallet], node: UpNode
     expect(alice.page.locator("#request-uri")).to_have_text(uri)
     qr = alice.page.locator("#request-qr")
     expect(qr).to_have_attribute("src", re.compile(r"^/api/payment-request\.svg\?"))
-    assert alice.page.evaluate("() => document.getElementById('request-qr').naturalWidth") > 100
+    alice.page.wait_for_function("() => document.getElementById('request-qr').naturalWidth > 100")
     alice.page.click("#request-copy")
     assert alice.page.evaluate("() => navigator.clipboard.readText()") == uri
     alice.page.click("#copy-address")

@@ -93,6 +93,7 @@ def test_every_wallet_view_fits_a_phone(
     page.fill("#request-label", "Coffee for two, thank you")
     page.click("#request-btn")
     expect(page.locator("#request-uri")).to_contain_text("pybtc:")
+    page.wait_for_function("() => document.getElementById('request-qr').naturalWidth > 0")
     page.locator("#receive").scroll_into_view_if_needed()
     _views(page, "receive")
 
