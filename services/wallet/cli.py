@@ -9,7 +9,6 @@ error and every refusal (`{"error", "reason"}`) ends the command with one clear 
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 import urllib.parse
@@ -30,8 +29,7 @@ from pybtc import (
     get_params,
     parse_amount,
 )
-from services.common.entry import load_settings
-from services.common.settings import Settings
+from services.wallet.history import history_lines
 from services.wallet.keyfile import (
     KeyFile,
     KeyFileError,
@@ -42,53 +40,14 @@ from services.wallet.keyfile import (
     write_key_file,
 )
 from services.wallet.remote import Remote, faucet_request, printable
+from services.wallet.where import SettingsDefault, ledger_default
+from services.wallet.where import wallet_service_default as wallet_service_default  # devtools
 
 DEFAULT_FEE = 1_000
 """The ledger's minimum relay fee (Settings.min_fee), in units."""
 PASSPHRASE_VARIABLE = "PYBTC_WALLET_PASSPHRASE"  # noqa: S105 - a variable's name, not a secret
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# -- where the node is: the node's own settings ---------------------------------------------------
-
-
-@functools.cache
-def node_settings() -> Settings:
-    """The PYBTC_* settings a node on this machine runs with (exit 2 naming a bad one)."""
-    return load_settings()
-
-
-def ledger_default() -> tuple[str, str]:
-    """The ledger a command reaches without --node, and which settings said so."""
-    settings = node_settings()
-    if settings.ledger_url:
-        return settings.ledger_url, "PYBTC_LEDGER_URL"
-    if settings.public_url:
-        return settings.public_url, "PYBTC_PUBLIC_URL"
-    return settings.ledger_client_url, "PYBTC_HOST, PYBTC_LEDGER_PORT and PYBTC_PORT_OFFSET"
-
-
-def wallet_service_default() -> tuple[str, str]:
-    """The wallet service a command reaches without --wallet-url, and which settings said so."""
-    if os.environ.get("PYBTC_WALLET_URL"):
-        return os.environ["PYBTC_WALLET_URL"], "PYBTC_WALLET_URL"
-    url = node_settings().wallet_client_url
-    return url, "PYBTC_HOST, PYBTC_WALLET_PORT and PYBTC_PORT_OFFSET"
-
-
-class SettingsDefault(click.Option):
-    """An option whose default comes from the node's settings, shown in --help with its source."""
-
-    def __init__(self, *args: Any, resolve: Callable[[], tuple[str, str]], **kwargs: Any) -> None:
-        super().__init__(*args, default=lambda: resolve()[0], **kwargs)
-        self.resolve = resolve
-        self.base_help = self.help or ""
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        url, source = self.resolve()
-        self.help = f"{self.base_help} [default: {url}, from {source}]"
-        return super().get_help_record(ctx)
 
 
 # -- shared options and steps --------------------------------------------------------------------
@@ -271,17 +230,21 @@ def address(network: str, file_path: Path | None) -> None:
     click.echo(load_wallet(file_path, network)[2].address)
 
 
-@wallet.command(short_help="Confirmed and unconfirmed balance, next nonce.")
+@wallet.command(short_help="Spendable, confirmed and unconfirmed balance, next nonce.")
 @click.argument("address", required=False)
 @wallet_options(node=True)
 def balance(address: str | None, network: str, file_path: Path | None, node: str) -> None:
-    """Show the confirmed and unconfirmed balance of ADDRESS (default: the wallet's)."""
+    """Show what ADDRESS (default: the wallet's) can spend now, its confirmed balance and its
+    balance including pending transactions."""
     target = chosen_address(address, file_path, network)
     info = ledger_for(node, network).get(f"/address/{target}")
     click.echo(f"address      {target}")
+    click.echo(
+        f"spendable    {coins(info['spendable'])} pyBTC (what send can spend now, fee included)"
+    )
     click.echo(f"confirmed    {coins(info['balance'])} pyBTC")
     click.echo(
-        f"unconfirmed  {coins(info['unconfirmed_balance'])} pyBTC "
+        f"unconfirmed  {coins(info['unconfirmed_balance'])} pyBTC including pending "
         f"({info.get('pending_count', 0)} pending)"
     )
     click.echo(f"next nonce   {info['next_nonce']}")
@@ -307,28 +270,20 @@ def balance(address: str | None, network: str, file_path: Path | None, node: str
 def history(
     address: str | None, limit: int, offset: int, network: str, file_path: Path | None, node: str
 ) -> None:
-    """List ADDRESS's transactions (default: the wallet's): pending first, then confirmed ones
-    newest first, each with what it did to the balance."""
+    """List ADDRESS's transactions (default: the wallet's): recently dropped ones (with why),
+    pending ones (re-queued after a reorg said so), then confirmed ones newest first, each with
+    its date (UTC), counterparty, what it did to the balance, its fee and the balance after."""
     target = chosen_address(address, file_path, network)
     query = urllib.parse.urlencode({"offset": offset, "limit": limit})
     page = ledger_for(node, network).get(f"/address/{target}/history?{query}")
-    pending, confirmed = page["pending"], page["confirmed"]
     click.echo(f"address {target}: {page['total']} confirmed transactions")
-    if not pending and not confirmed:
+    lines = history_lines(page, target)
+    if not lines:
         click.echo("no transactions" + (" on this page" if offset else " yet"))
         return
-    click.echo(f"{'STATUS':<10} {'CHANGE (pyBTC)':>20} {'HEIGHT':>7} {'CONF':>5}  TXID")
-    for row in pending:
-        click.echo(
-            f"{'pending':<10} {coins(row['delta'], signed=True):>20} {'-':>7} {'-':>5}  "
-            f"{row['txid']}"
-        )
-    for row in confirmed:
-        click.echo(
-            f"{'confirmed':<10} {coins(row['delta'], signed=True):>20} {row['height']:>7} "
-            f"{row['confirmations']:>5}  {row['txid']}"
-        )
-    shown_to = offset + len(confirmed)
+    for line in lines:
+        click.echo(printable(line, limit=400))
+    shown_to = offset + len(page["confirmed"])
     if shown_to < page["total"]:
         click.echo(f"(confirmed {offset + 1}-{shown_to} of {page['total']}: --offset {shown_to})")
 
@@ -375,9 +330,7 @@ def send(
     ledger = ledger_for(node, network)
     info = ledger.get(f"/address/{sender}")
     nonce = number(info, "next_nonce")
-    # Pending receipts cannot be spent yet, pending spends are gone: the lower of the two bounds
-    # what the ledger will accept (it has the last word).
-    at_most = min(number(info, "balance"), number(info, "unconfirmed_balance"))
+    at_most = number(info, "spendable")  # the ledger's figure (and it has the last word)
     if units + fee_units > at_most:
         raise click.ClickException(
             f"not enough coins: {coins(units)} + fee {coins(fee_units)} pyBTC is more than the "
@@ -408,9 +361,15 @@ def send(
         ledger.call("POST", "/transactions/new", tx.to_dict()), 201, "the transaction"
     )
     click.echo(f"txid     {tx.txid}")
+    wait = answer.get("blocks_to_wait")
     click.echo(
         f"status   {answer.get('status', 'pending')} "
-        f"(position {answer.get('mempool_position', '?')} in the mempool)"
+        f"(position {answer.get('mempool_position', '?')} in the mempool"
+        + (
+            f", expected in {wait} block{'s' if wait != 1 else ''})"
+            if isinstance(wait, int)
+            else ")"
+        )
     )
 
 

@@ -97,9 +97,7 @@ class Faucet:
             if address == key.address:
                 raise ServiceError(400, "self-send", "that is the faucet's own address")
             account = await self.ledger.get(f"/address/{key.address}")
-            history = await self.ledger.get(f"/address/{key.address}/history", limit="1")
-            # like the ledger: confirmed coins less pending spends (incoming ones do not count)
-            spendable = account["balance"] + sum(min(0, p["delta"]) for p in history["pending"])
+            spendable = account["spendable"]  # the ledger's own figure: what it will accept
             fee = self.settings.min_fee
             if operator and spendable < pay + fee:
                 raise ServiceError(

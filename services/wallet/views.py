@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import urllib.parse
 from typing import Any
 
 import aiohttp_jinja2
@@ -23,6 +24,7 @@ from services.common.pages import BROADCASTER, LEDGER, SETTINGS, is_hash
 from services.common.web import ServiceError, query_int, read_json_object
 from services.wallet.csrf import csrf_token
 from services.wallet.faucet import Faucet, RateLimitedError
+from services.wallet.payreq import PaymentRequest, PaymentRequestError, coins_text, make
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +116,28 @@ async def api_params(request: web.Request) -> web.Response:
     )
 
 
+ENTRY_FIELDS = (
+    "txid",
+    "delta",
+    "sender",
+    "recipient",
+    "amount",
+    "fee",
+    "timestamp",
+    "counterparty",
+    "fate",
+)
+CONFIRMED_FIELDS = ("height", "confirmations", "block_time", "balance_after")
+
+
+def _fields(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: item[name] for name in names if name in item}
+
+
 @routes.get("/api/address/{address}")
 async def api_address(request: web.Request) -> web.Response:
-    """Balance, nonce and history with each entry's status, in one answer."""
+    """Balances (`spendable`: what can be sent now), nonce and history with each entry's
+    status, in one answer: on the first page, the dropped ones, then pending, then confirmed."""
     address = _address(request.match_info["address"])
     offset = query_int(request, "offset", 0, low=0, high=2**40)
     ledger = _ledger(request)
@@ -125,28 +146,27 @@ async def api_address(request: web.Request) -> web.Response:
         f"/address/{address}/history", offset=str(offset), limit=str(HISTORY_PAGE)
     )
     entries: list[dict[str, Any]] = []
-    pending = history["pending"][:MAX_PENDING_LOOKUPS] if offset == 0 else []  # on page 1
+    if offset == 0:  # what happened lately is on page 1
+        for item in history.get("dropped", []):
+            fate = {"fate": item["fate"], "reason": item.get("reason"), "at": item.get("at")}
+            entries.append(_fields(item, ENTRY_FIELDS) | {"status": "dropped", "fate": fate})
+    pending = history["pending"][:MAX_PENDING_LOOKUPS] if offset == 0 else []
     for item in pending:
+        entry = _fields(item, ENTRY_FIELDS) | {"status": "pending"}
         status, view = await ledger.request("GET", f"/tx/{item['txid']}")
-        entry = {"txid": item["txid"], "delta": item["delta"], "status": "pending"}
         if status == 200 and view["status"] == "pending":
-            entry |= {"mempool_position": view["mempool_position"], "fate": view["fate"]}
+            entry |= _fields(view, ("mempool_position", "blocks_to_wait", "fate"))
         entries.append(entry)
     for item in history["confirmed"]:
-        entries.append(
-            {
-                "txid": item["txid"],
-                "delta": item["delta"],
-                "status": "confirmed",
-                "height": item["height"],
-                "confirmations": item["confirmations"],
-            }
-        )
+        entries.append(_fields(item, ENTRY_FIELDS + CONFIRMED_FIELDS) | {"status": "confirmed"})
     return web.json_response(
         {
             "address": address,
+            "spendable": info["spendable"],
             "balance": info["balance"],
             "unconfirmed_balance": info["unconfirmed_balance"],
+            "pending_in": info["pending_in"],
+            "pending_out": info["pending_out"],
             "nonce": info["nonce"],
             "next_nonce": info["next_nonce"],
             "history": entries,
@@ -249,12 +269,67 @@ async def api_faucet(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/api/fees")
+async def api_fees(request: web.Request) -> web.Response:
+    """The ledger's fee suggestions (`minimum`, `next_block`, `economy`, `capacity`)."""
+    fees = await _ledger(request).get("/fees")
+    return web.json_response(
+        {name: fees[name] for name in ("minimum", "next_block", "economy", "capacity")}
+    )
+
+
+def _payment_request(request: web.Request) -> PaymentRequest:
+    """`?address=&amount=&label=` (amount in pyBTC, optional; label optional), checked."""
+    query = request.query
+    for name in query:
+        if len(query.getall(name)) > 1:
+            raise ServiceError(400, "bad-request", f"{name} is given twice")
+    try:
+        return make(query.get("address", ""), query.get("amount") or None, query.get("label", ""))
+    except PaymentRequestError as exc:
+        raise ServiceError(400, f"bad-{exc.field}", exc.message) from None
+
+
+def _request_query(wanted: PaymentRequest) -> str:
+    query = {"address": wanted.address, "label": wanted.label}
+    if wanted.amount is not None:
+        query["amount"] = coins_text(wanted.amount)
+    return urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+
+
+@routes.get("/api/payment-request")
+async def api_payment_request(request: web.Request) -> web.Response:
+    """A `pybtc:` URI for an amount and a label, and where its QR code is."""
+    wanted = _payment_request(request)
+    uri = wanted.uri()
+    return web.json_response(
+        {
+            "uri": uri,
+            "address": wanted.address,
+            "amount": wanted.amount,
+            "label": wanted.label,
+            "qr": f"/api/payment-request.svg?{_request_query(wanted)}",
+        }
+    )
+
+
+@routes.get("/api/payment-request.svg")
+async def payment_request_qr(request: web.Request) -> web.Response:
+    """The payment request of `?address=&amount=&label=` as a QR code."""
+    uri = _payment_request(request).uri()
+    return _svg(uri, title=uri)
+
+
 @routes.get("/qr/{address}.svg")
 async def qr(request: web.Request) -> web.Response:
     address = _address(request.match_info["address"])
-    code = segno.make(address, error="m")
+    return _svg(address, title=address)
+
+
+def _svg(text: str, title: str) -> web.Response:
+    code = segno.make(text, error="m")
     out = io.BytesIO()
-    code.save(out, kind="svg", scale=5, border=2, xmldecl=False, title=address)
+    code.save(out, kind="svg", scale=5, border=2, xmldecl=False, title=title)
     return web.Response(
         body=out.getvalue(),
         content_type="image/svg+xml",

@@ -164,7 +164,7 @@ def test_two_wallets_send_pending_then_confirmed(
     validate_transaction(tx, REGTEST)
     assert (tx.sender, tx.recipient, tx.amount) == (alice.address, bob_address, 250_000_000)
 
-    alice.page.click(f'#history tr[data-txid="{txid}"] a')  # to the explorer
+    alice.page.click(f'#history tr[data-txid="{txid}"] a.txid')  # to the explorer
     expect(alice.page.locator("p.status")).to_contain_text("Confirmed in block")
 
     alice.assert_no_secret_sent()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pybtc import COIN, REGTEST, format_amount
+from pybtc import COIN, REGTEST, Transaction, format_amount
 from services.wallet.keyfile import decrypt_key, read_key_file
 from tests.chainutil import test_key
 from tests.functional.conftest import (
@@ -28,6 +28,7 @@ from tests.functional.conftest import (
     child_env,
     free_port,
     get_json,
+    http,
     mine,
 )
 
@@ -149,19 +150,34 @@ def test_new_fund_send_confirm(ledger: LedgerProcess, tmp_path: Path) -> None:
     assert field(waiting, "unconfirmed") == format_amount(2 * SUBSIDY - amount - FEE)
     assert field(waiting, "next nonce") == "1"
     bob_pending = ok(wallet("history", cwd=tmp_path, passphrase=None, **bob_env, **node))
-    assert re.search(rf"^pending\s+\+12\.50000000\s+-\s+-\s+{txid}$", bob_pending, re.MULTILINE)
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d"
+    assert re.search(
+        rf"^pending\s+{when}\s+-\s+from {alice[:7]}…{alice[-5:]}\s+\+12\.50000000\s+-\s+-\s+"
+        rf"{txid}$",
+        bob_pending,
+        re.MULTILINE,
+    ), bob_pending
 
     logger.info("mine the transfer")
     mine(ledger.url, MINER.address)
     assert get_json(f"{ledger.url}/tx/{txid}")["status"] == "confirmed"
     height = get_json(f"{ledger.url}/tx/{txid}")["height"]
     alice_history = ok(wallet("history", "--network", "regtest", cwd=alice_home, **node))
+    left = format_amount(2 * SUBSIDY - amount - FEE).replace(".", r"\.")
     assert re.search(
-        rf"^confirmed\s+-12\.50001000\s+{height}\s+1\s+{txid}$", alice_history, re.MULTILINE
+        rf"^confirmed\s+{when}\s+{height}\s+to {bob[:7]}…{bob[-5:]}\s+-12\.50001000\s+"
+        rf"0\.00001000\s+{left}\s+{txid}$",
+        alice_history,
+        re.MULTILINE,
     ), alice_history
-    assert alice_history.count("+50.00000000") == 2  # the two block rewards
+    assert alice_history.count("mining reward") == 2  # the two block rewards
+    assert alice_history.count("+50.00000000") == 2
     bob_history = ok(wallet("history", bob, "--network", "regtest", cwd=tmp_path, **node))
-    assert re.search(rf"^confirmed\s+\+12\.50000000\s+{height}\s+1\s+{txid}$", bob_history, re.M)
+    assert re.search(
+        rf"^confirmed\s+{when}\s+{height}\s+from \S+\s+\+12\.50000000\s+-\s+12\.50000000\s+{txid}$",
+        bob_history,
+        re.M,
+    ), bob_history
 
     alice_after = ok(wallet("balance", "--network", "regtest", cwd=alice_home, **node))
     assert field(alice_after, "confirmed") == format_amount(2 * SUBSIDY - amount - FEE)
@@ -223,11 +239,12 @@ def test_refused_sends_send_nothing(ledger: LedgerProcess, tmp_path: Path) -> No
     assert mempool_count(ledger) == 1
 
 
-def test_the_ledger_has_the_last_word_on_funds(ledger: LedgerProcess, tmp_path: Path) -> None:
+def test_send_checks_the_ledgers_spendable_figure(ledger: LedgerProcess, tmp_path: Path) -> None:
     """Coins on their way in cannot be spent yet. Alice (50 pyBTC) has 30 pending from Bob and
-    40 pending to Bob: her balances (50 confirmed, 40 unconfirmed) allow 20 more, but the
-    ledger counts only what she has left of her confirmed coins (about 10) and refuses; the
-    CLI shows the ledger's reason and the mempool keeps just the two."""
+    40 pending to Bob: her balance including pending is 40, but what the ledger will accept is
+    its `spendable`, what she has left of her confirmed coins (about 10). `balance` shows that
+    figure and `send` refuses 20 with it, before signing; the mempool keeps just the two. The
+    most it allows (spendable less the fee) is accepted by the ledger."""
     alice_home, bob_home = tmp_path / "alice", tmp_path / "bob"
     alice, bob = new_wallet(alice_home), new_wallet(bob_home)
     mine(ledger.url, alice)
@@ -236,12 +253,50 @@ def test_the_ledger_has_the_last_word_on_funds(ledger: LedgerProcess, tmp_path: 
     ok(wallet("send", alice, "30", "--yes", "--network", "regtest", cwd=bob_home, **node))
     ok(wallet("send", bob, "40", "--yes", "--network", "regtest", cwd=alice_home, **node))
     balance = ok(wallet("balance", "--network", "regtest", cwd=alice_home, **node))
-    assert field(balance, "unconfirmed") == format_amount(SUBSIDY - 40 * COIN - FEE + 30 * COIN)
+    spendable = SUBSIDY - 40 * COIN - FEE
+    assert field(balance, "unconfirmed") == format_amount(spendable + 30 * COIN)
+    assert field(balance, "spendable") == format_amount(spendable)
+    assert get_json(f"{ledger.url}/address/{alice}")["spendable"] == spendable
     assert mempool_count(ledger) == 2
     result = wallet("send", bob, "20", "--yes", "--network", "regtest", cwd=alice_home, **node)
-    refused(result, "the node refused the transaction: amount + fee is 2000001000 but the")
-    assert "(insufficient-funds)" in result.stderr
+    refused(result, f"is more than the {format_amount(spendable)} pyBTC this wallet can spend")
     assert mempool_count(ledger) == 2
+    most = format_amount(spendable - FEE)
+    ok(wallet("send", bob, most, "--yes", "--network", "regtest", cwd=alice_home, **node))
+    assert mempool_count(ledger) == 3
+
+
+def test_history_tells_a_dropped_transaction_and_why(ledger: LedgerProcess, tmp_path: Path) -> None:
+    """A pending transfer replaced by one with its nonce and a higher fee leaves the mempool
+    without a block: `history` lists it as dropped, with the reason in words, beside the
+    replacement (pending, its fee shown)."""
+    home = tmp_path / "alice"
+    alice = new_wallet(home)
+    bob = new_wallet(tmp_path / "bob")
+    mine(ledger.url, alice)
+    key = decrypt_key(read_key_file(home / "wallet-regtest.json"), PASSPHRASE, network="regtest")
+    first, second = (
+        Transaction.create(
+            key, bob, COIN, fee=fee, nonce=0, timestamp=0, network_id=REGTEST.network_id
+        )
+        for fee in (FEE, 5 * FEE)
+    )
+    for tx in (first, second):
+        reply = http("POST", f"{ledger.url}/transactions/new", json_body=tx.to_dict())
+        assert reply.status == 201, reply.text
+    node = {"PYBTC_LEDGER_URL": ledger.url}
+    history = ok(wallet("history", "--network", "regtest", cwd=home, **node))
+    lines = history.splitlines()
+    [dropped] = [n for n, line in enumerate(lines) if line.endswith(first.txid)]
+    assert lines[dropped].startswith("dropped ")
+    assert "-1.00001000" in lines[dropped]
+    assert lines[dropped + 1].strip() == (
+        "dropped: replaced by a transaction with the same nonce and a higher fee"
+    )
+    [pending] = [line for line in lines if line.endswith(second.txid)]
+    assert pending.split()[0] == "pending"
+    assert "-1.00005000" in pending
+    assert "0.00005000" in pending
 
 
 def test_wrong_network_and_unreachable_node(ledger: LedgerProcess, tmp_path: Path) -> None:

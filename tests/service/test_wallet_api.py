@@ -67,19 +67,39 @@ async def test_address_balances_nonces_and_history(wallet: Wallet) -> None:
     await wallet.submit(pending)
 
     alice = await (await wallet.client.get(f"/api/address/{ALICE.address}")).json()
-    assert {k: alice[k] for k in ("balance", "unconfirmed_balance", "nonce", "next_nonce")} == {
+    assert {
+        k: alice[k]
+        for k in (
+            "spendable",
+            "balance",
+            "unconfirmed_balance",
+            "pending_in",
+            "pending_out",
+            "nonce",
+            "next_nonce",
+        )
+    } == {
+        "spendable": 3 * COIN,  # the pending coin coming in cannot be spent yet
         "balance": 3 * COIN,
         "unconfirmed_balance": 4 * COIN,
+        "pending_in": COIN,
+        "pending_out": 0,
         "nonce": 0,
         "next_nonce": 0,
     }
+    parties = {"sender": SENDER.address, "recipient": ALICE.address, "fee": 1_000}
     assert alice["history"] == [
         {
             "txid": pending.txid,
             "delta": COIN,
             "status": "pending",
             "mempool_position": 1,
+            "blocks_to_wait": 1,
             "fate": None,
+            "amount": COIN,
+            "timestamp": 0,
+            "counterparty": SENDER.address,
+            **parties,
         },
         {
             "txid": confirmed.txid,
@@ -87,6 +107,13 @@ async def test_address_balances_nonces_and_history(wallet: Wallet) -> None:
             "status": "confirmed",
             "height": block.index,
             "confirmations": 2,
+            "fate": None,
+            "amount": 3 * COIN,
+            "timestamp": 0,
+            "counterparty": SENDER.address,
+            "block_time": block.timestamp,
+            "balance_after": 3 * COIN,
+            **parties,
         },
     ]
     assert (alice["address"], alice["history_total"], alice["offset"]) == (ALICE.address, 1, 0)
@@ -97,6 +124,7 @@ async def test_address_balances_nonces_and_history(wallet: Wallet) -> None:
     assert sender["balance"] == 2 * SUBSIDY - spent
     assert sender["unconfirmed_balance"] == 2 * SUBSIDY - spent - COIN - 1_000
     assert (sender["nonce"], sender["next_nonce"]) == (1, 2)
+    assert sender["spendable"] == sender["unconfirmed_balance"]  # nothing pending comes in
     assert [(e["status"], e["delta"]) for e in sender["history"]] == [
         ("pending", -(COIN + 1_000)),
         ("confirmed", -spent),

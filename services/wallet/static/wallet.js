@@ -5,7 +5,16 @@
  * signed transactions, addresses and faucet requests.
  */
 import * as crypto from "./pybtc-crypto.js";
-import { api, coins, followNode, pageHistory, renderAccount } from "./wallet-ui.js";
+import { isPaymentRequest, parsePaymentRequest } from "./payreq.js";
+import {
+  api,
+  coins,
+  copyButtons,
+  followNode,
+  pageHistory,
+  renderAccount,
+  statusText,
+} from "./wallet-ui.js";
 
 const network = document.body.dataset.network;
 const STORE = `pybtc-wallet:${network}`;
@@ -15,6 +24,8 @@ let params = null; // GET /api/params
 let key = null; // {seed, publicKey, address} while unlocked
 let account = null; // the last GET /api/address answer
 let review = null; // the transfer waiting for confirmation
+let fees = null; // GET /api/fees: the ledger's fee suggestions, or null when it has none
+let request = { label: "" }; // the payment request pasted into the send form
 const secure = crypto.hasSubtleCrypto(); // SHA-256, PBKDF2, AES-GCM: storage and backups
 
 // -- which state the page is in ---------------------------------------------------------------
@@ -87,6 +98,7 @@ async function openWallet(unlocked) {
   $("send-fee").value = coins(params.default_fee);
   show("account");
   await refresh();
+  await loadFees();
 }
 
 $("create-form").addEventListener("submit", async (event) => {
@@ -174,44 +186,37 @@ $("remove-btn").addEventListener("click", () => {
 
 // -- balance and history ----------------------------------------------------------------------
 
-function sentKey() {
-  return `pybtc-sent:${network}:${key.address}`;
+/**
+ * Messages about one transaction (the faucet's payment, a sent transfer) that follow it: each
+ * refresh rewrites them from the history, so none still says "pending" once it is confirmed.
+ */
+const tracked = new Map(); // txid -> the element holding its status
+
+function track(txid, element) {
+  tracked.set(txid, element);
 }
 
-function rememberSent(txid) {
-  const sent = JSON.parse(localStorage.getItem(sentKey()) || "[]").filter((t) => t !== txid);
-  sent.unshift(txid);
-  localStorage.setItem(sentKey(), JSON.stringify(sent.slice(0, 20)));
-}
-
-const settled = new Set(); // sent txids seen confirmed: older than the history's first page
-
-/** Transactions this browser sent that the ledger no longer lists for the address: dropped. */
-async function lostSent(listed) {
-  const sent = JSON.parse(localStorage.getItem(sentKey()) || "[]");
-  const missing = sent.filter((txid) => !listed.has(txid) && !settled.has(txid)).slice(0, 10);
-  const found = [];
-  for (const txid of missing) {
-    try {
-      const view = await api(`/api/tx/${txid}`);
-      if (view.status === "dropped") {
-        found.push({ txid, status: "dropped", fate: view.fate, delta: undefined });
-      } else if (view.status === "confirmed") {
-        settled.add(txid); // on a later page of the history: no need to ask again
-      }
-    } catch {
-      // not known to the node (yet, or any more): nothing to show
+function followTracked() {
+  for (const [txid, element] of tracked) {
+    if (!element.isConnected) {
+      tracked.delete(txid); // replaced by a newer message
+      continue;
     }
+    const entry = account.history.find((e) => e.txid === txid);
+    if (!entry) continue; // not on this page of the history: leave it as it is
+    // "in block N" stays true as blocks come, where "1 confirmation" would not
+    element.textContent =
+      entry.status === "confirmed" ? `Confirmed in block ${entry.height}` : statusText(entry);
+    element.className = `status-${entry.status}`;
   }
-  return found;
 }
 
 async function refresh(offset = currentOffset()) {
   if (!key) return;
   try {
     account = await api(`/api/address/${key.address}?offset=${offset}`);
-    const listed = new Set(account.history.map((e) => e.txid));
-    renderAccount(account, offset === 0 ? await lostSent(listed) : []);
+    renderAccount(account);
+    followTracked();
   } catch (error) {
     $("live-state").textContent = `could not read the ledger: ${error.message}`;
   }
@@ -219,22 +224,62 @@ async function refresh(offset = currentOffset()) {
 
 const currentOffset = pageHistory((offset) => refresh(offset));
 
+/** Refresh on every announcement: the balance and history, and the fee suggestions. */
+async function onNode() {
+  await refresh();
+  await loadFees();
+}
+
 // -- faucet -----------------------------------------------------------------------------------
+
+let faucetTimer = null;
+
+/** The faucet said "not yet": count the wait down, then offer the button again. */
+function faucetWait(seconds) {
+  const button = $("faucet-btn");
+  const message = $("faucet-wait");
+  let left = Math.max(1, seconds);
+  clearInterval(faucetTimer);
+  const tick = () => {
+    if (left <= 0) {
+      clearInterval(faucetTimer);
+      button.disabled = false;
+      message.hidden = true;
+      message.textContent = "";
+      return;
+    }
+    button.disabled = true;
+    message.hidden = false;
+    message.textContent = `The faucet paid this address recently: try again in ${left} s.`;
+    left -= 1;
+  };
+  tick();
+  faucetTimer = setInterval(tick, 1000);
+}
 
 $("faucet-btn").addEventListener("click", async () => {
   const message = $("faucet-msg");
-  busy($("faucet-btn"), true);
+  const button = $("faucet-btn");
+  button.disabled = true;
   message.className = "small";
   try {
     const paid = await api("/api/faucet", { address: key.address });
-    message.textContent = `The faucet sent ${coins(paid.amount)} pyBTC (pending until the next block).`;
-    rememberSent(paid.txid);
+    const status = document.createElement("span");
+    status.id = "faucet-status";
+    status.textContent = "Pending";
+    message.replaceChildren(`The faucet sent ${coins(paid.amount)} pyBTC: `, status);
+    track(paid.txid, status);
+    button.disabled = false;
     await refresh();
   } catch (error) {
+    const wait = Number.parseInt(error.retryAfter ?? "", 10);
+    if (error.status === 429 && wait > 0) {
+      faucetWait(wait);
+      return;
+    }
     message.className = "small field-error";
     message.textContent = error.message;
-  } finally {
-    busy($("faucet-btn"), false);
+    button.disabled = false;
   }
 });
 
@@ -257,12 +302,44 @@ function amountOf(input, messageId, what) {
   }
 }
 
+function showLabel(label) {
+  request = { label };
+  $("send-label").hidden = !label;
+  $("send-label").textContent = label ? `Payment request: “${label}”` : "";
+}
+
+/** A `pybtc:` URI in the recipient field: fill recipient and amount from it, or say why not. */
+async function applyRequest() {
+  const input = $("send-to");
+  let parsed;
+  try {
+    parsed = parsePaymentRequest(input.value);
+  } catch (error) {
+    fieldError(input, "to-msg", `That payment request is not right: ${error.message}.`);
+    return false;
+  }
+  const checked = await checkAddress(parsed.address);
+  if (!checked.ok) {
+    fieldError(input, "to-msg", `That payment request is not right: its address: ${checked.message}.`);
+    return false;
+  }
+  input.value = parsed.address;
+  if (parsed.amount !== null) $("send-amount").value = coins(parsed.amount);
+  showLabel(parsed.label);
+  await checkRecipient();
+  if (parsed.amount !== null) amountOf($("send-amount"), "amount-msg", "Amount");
+  return true;
+}
+
 async function checkRecipient() {
   const input = $("send-to");
   const text = input.value.trim();
   if (!text) {
     fieldError(input, "to-msg", "Enter the address to send to.");
     return null;
+  }
+  if (isPaymentRequest(text)) {
+    return (await applyRequest()) ? input.value : null;
   }
   const checked = await checkAddress(text);
   if (!checked.ok) {
@@ -291,12 +368,12 @@ async function validTransfer() {
     fieldError($("send-fee"), "fee-msg", `Fee: this node relays fees of at least ${coins(params.min_fee)} pyBTC.`);
     return null;
   }
-  const spendable = BigInt(account.unconfirmed_balance);
+  const spendable = BigInt(account.spendable);
   if (amount + fee > spendable) {
     fieldError(
       $("send-amount"),
       "amount-msg",
-      `Amount: more than you can spend — ${coins(spendable)} pyBTC after pending transactions, fee included.`,
+      `Amount: more than you can spend — ${coins(spendable)} pyBTC spendable now, fee included.`,
     );
     return null;
   }
@@ -305,11 +382,62 @@ async function validTransfer() {
 }
 
 $("send-to").addEventListener("input", () => {
-  if ($("send-to").value.trim().length >= 30) checkRecipient();
+  const text = $("send-to").value.trim();
+  if (!isPaymentRequest(text)) showLabel("");
+  if (isPaymentRequest(text) || text.length >= 30) checkRecipient();
 });
 $("send-to").addEventListener("change", checkRecipient);
 $("send-amount").addEventListener("input", () => amountOf($("send-amount"), "amount-msg", "Amount"));
-$("send-fee").addEventListener("input", () => amountOf($("send-fee"), "fee-msg", "Fee"));
+$("send-fee").addEventListener("input", () => {
+  amountOf($("send-fee"), "fee-msg", "Fee");
+  markFee();
+});
+
+// -- fee suggestions (GET /fees of the ledger: the miner's own order) ---------------------------
+
+const FEE_NAMES = { next_block: "Next block", economy: "Economy", minimum: "Minimum" };
+
+let chosenFee = null; // the suggestion last clicked
+
+/** The suggestion the fee field holds, pressed (the one clicked when several are equal). */
+function markFee() {
+  const value = $("send-fee").value.trim();
+  const buttons = [...document.querySelectorAll("#fee-choices button")];
+  const matches = (b) => fees !== null && value === coins(fees[b.dataset.fee]);
+  const pressed =
+    buttons.find((b) => b.dataset.fee === chosenFee && matches(b)) ?? buttons.find(matches);
+  for (const button of buttons) button.setAttribute("aria-pressed", String(button === pressed));
+}
+
+async function loadFees() {
+  try {
+    fees = await api("/api/fees");
+  } catch {
+    fees = null; // a ledger without GET /fees: the fee field alone
+  }
+  $("fee-choices").hidden = fees === null;
+  if (fees === null) {
+    $("fee-note").textContent = "";
+    return;
+  }
+  for (const button of document.querySelectorAll("#fee-choices button")) {
+    button.textContent = `${FEE_NAMES[button.dataset.fee]} · ${coins(fees[button.dataset.fee])}`;
+  }
+  $("fee-note").textContent =
+    `As the mempool stands now: "next block" gets it into the next block, "economy" within ` +
+    `about 3 (a block holds ${fees.capacity} transactions).`;
+  markFee();
+}
+
+for (const button of document.querySelectorAll("#fee-choices button")) {
+  button.addEventListener("click", () => {
+    if (fees === null) return;
+    chosenFee = button.dataset.fee;
+    $("send-fee").value = coins(fees[button.dataset.fee]);
+    amountOf($("send-fee"), "fee-msg", "Fee");
+    markFee();
+  });
+}
 
 $("send-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -322,6 +450,8 @@ $("send-form").addEventListener("submit", async (event) => {
   $("confirm-fee").textContent = `${coins(review.fee)} pyBTC`;
   $("confirm-total").textContent = `${coins(review.amount + review.fee)} pyBTC`;
   $("confirm-nonce").textContent = String(review.nonce);
+  $("confirm-label").textContent = request.label;
+  $("confirm-label-row").hidden = !request.label;
   $("send-form").hidden = true;
   $("confirm-panel").hidden = false;
 });
@@ -356,19 +486,24 @@ $("confirm-send").addEventListener("click", async () => {
   try {
     const tx = await signed(review);
     const answer = await api("/api/broadcast", tx);
-    rememberSent(answer.txid);
-    result.className = "field-ok";
-    result.replaceChildren("Sent. Transaction ");
+    result.className = "";
+    result.replaceChildren("Sent: ");
     const link = document.createElement("a");
     link.href = answer.explorer_url;
-    link.className = "mono";
+    link.className = "mono txid";
     link.id = "sent-txid";
     link.textContent = answer.txid;
-    result.append(link, " is pending until a block confirms it.");
+    const status = document.createElement("span");
+    status.id = "sent-status";
+    status.className = "status-pending";
+    status.textContent = statusText({ status: "pending", ...answer });
+    result.append(link, " ", status);
+    track(answer.txid, status);
     for (const id of ["send-to", "send-amount"]) {
       $(id).value = "";
       $(id).classList.remove("good", "bad");
     }
+    showLabel("");
     await refresh();
   } catch (error) {
     result.className = "field-error";
@@ -378,6 +513,38 @@ $("confirm-send").addEventListener("click", async () => {
     busy($("confirm-send"), false);
     $("confirm-panel").hidden = true;
     $("send-form").hidden = false;
+  }
+});
+
+// -- payment request ----------------------------------------------------------------------------
+
+$("request-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const amountInput = $("request-amount");
+  const text = amountInput.value.trim();
+  let amount = null;
+  if (text) {
+    amount = amountOf(amountInput, "request-amount-msg", "Amount");
+    if (amount === null) return;
+    if (amount === 0n) {
+      fieldError(amountInput, "request-amount-msg", "Amount: ask for more than zero, or leave it empty.");
+      return;
+    }
+  } else {
+    fieldError(amountInput, "request-amount-msg", "");
+  }
+  const query = new URLSearchParams({ address: key.address, label: $("request-label").value });
+  if (amount !== null) query.set("amount", text);
+  try {
+    const made = await api(`/api/payment-request?${query}`);
+    fieldError($("request-label"), "request-label-msg", "");
+    $("request-uri").textContent = made.uri;
+    $("request-qr").src = made.qr;
+    $("request-out").hidden = false;
+  } catch (error) {
+    const field = error.reason === "bad-label" ? "request-label" : "request-amount";
+    fieldError($(field), `${field}-msg`, error.message);
+    $("request-out").hidden = true;
   }
 });
 
@@ -394,7 +561,8 @@ async function start() {
     show("setup");
     if (!secure) $("import-form").hidden = true;
   }
-  followNode(() => refresh());
+  copyButtons();
+  followNode(onNode);
 }
 
 start();

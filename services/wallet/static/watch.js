@@ -1,5 +1,5 @@
 /** The watch-only page: an address's balance and history, kept up to date. */
-import { api, followNode, pageHistory, renderAccount } from "./wallet-ui.js";
+import { api, copyButtons, followNode, pageHistory, renderAccount } from "./wallet-ui.js";
 
 const address = document.getElementById("address").dataset.address;
 
@@ -12,5 +12,6 @@ async function load(offset = currentOffset()) {
 }
 
 const currentOffset = pageHistory(load);
+copyButtons();
 followNode(() => load());
 load(0);
