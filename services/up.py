@@ -147,6 +147,17 @@ def port_problems(settings: Settings, network: list[Node]) -> list[str]:
     ]
     if out_of_range:
         return out_of_range
+    claimed: dict[int, list[str]] = {}
+    for node, s in _each_service(network):
+        claimed.setdefault(s.port, []).append(_whose(node, s, several))
+    shared = [
+        f"port {port} is given to {' and '.join(whose)}; give each service its own port "
+        "(PYBTC_*_PORT)"
+        for port, whose in claimed.items()
+        if len(whose) > 1
+    ]
+    if shared:
+        return shared
     busy = [(node, s) for node, s in _each_service(network) if not port_free(settings.host, s.port)]
     if not busy:
         return []

@@ -30,11 +30,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def free_port_run(offsets: list[int]) -> int:
-    """A base port such that base + each offset is free now."""
+def free_port_run(offsets: list[int], taken: set[int] | None = None) -> int:
+    """A base port such that base + each offset is free now and not in `taken` (the ports
+    already handed out, which are free too until their service starts); adds them there."""
+    taken = set() if taken is None else taken
     for _ in range(200):
         base = free_port()
-        if base + max(offsets) > 65_000:
+        if base + max(offsets) > 65_000 or taken & {base + offset for offset in offsets}:
             continue
         try:
             for offset in offsets:
@@ -42,6 +44,7 @@ def free_port_run(offsets: list[int]) -> int:
                     sock.bind(("127.0.0.1", base + offset))
         except OSError:
             continue
+        taken.update(base + offset for offset in offsets)
         return base
     raise RuntimeError("no run of free ports found")
 
@@ -63,10 +66,11 @@ class UpNode:
         self.nodes = nodes
         self.data_dir = data_dir
         spread = list(range(nodes))
-        self.port = port or free_port_run(spread)
-        self.miner_port = free_port_run(spread)
-        self.explorer_port = free_port_run([100 * k for k in spread])
-        self.wallet_port = free_port_run([100 * k for k in spread])
+        taken = {port + k for k in spread} if port else set()
+        self.port = port or free_port_run(spread, taken)
+        self.miner_port = free_port_run(spread, taken)
+        self.explorer_port = free_port_run([100 * k for k in spread], taken)
+        self.wallet_port = free_port_run([100 * k for k in spread], taken)
         # with `port_offset`, the base ports are that much lower and `--port-offset` moves them
         # back onto the free ones above (which the URL helpers name)
         full_env = dict(

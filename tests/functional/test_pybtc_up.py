@@ -20,7 +20,7 @@ import pytest
 import redis
 import redis.exceptions
 
-from tests.upnode import UpNode
+from tests.upnode import UpNode, free_port
 
 
 def _alive(pid: int) -> bool:
@@ -103,6 +103,22 @@ def test_up_reports_a_taken_port_before_starting_anything(tmp_path: Path, servic
     assert "redis started" not in output
     assert "node stopped" not in output  # nothing ran
     assert not (tmp_path / "data" / "redis").exists()
+
+
+def test_up_refuses_one_port_for_two_services(tmp_path: Path) -> None:
+    """The miner and the explorer set to one free port: exit 1 before anything starts, naming
+    the port and both services (the explorer would otherwise find the miner answering there)."""
+    port = free_port()
+    blocked = UpNode(tmp_path / "data", PYBTC_EXPLORER_PORT=str(port), PYBTC_MINER_PORT=str(port))
+    try:
+        blocked.proc.wait(10)
+    finally:
+        code = blocked.stop()
+    output = "".join(blocked.lines)
+    assert code == 1, output
+    assert f"error: port {port} is given to the miner and the explorer" in output, output
+    assert "started service=" not in output
+    assert "redis started" not in output
 
 
 def test_up_bus_requires_a_password_kept_in_the_data_dir(tmp_path: Path) -> None:
