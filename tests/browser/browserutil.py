@@ -23,13 +23,14 @@ import re
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from aiohttp import web
 from playwright.sync_api import Page, ViewportSize
 
 from pybtc import REGTEST, Block, PrivateKey, Transaction
@@ -158,6 +159,22 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=30)
         assert not self._thread.is_alive(), "the server loop did not stop within 30s"
+
+
+@contextlib.contextmanager
+def serving(loop: LoopThread, app: web.Application, port: int) -> Iterator[str]:
+    """`app` served on 127.0.0.1:`port` from `loop` while open; yields its URL."""
+    runner = web.AppRunner(app)
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    loop.run(start())
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.run(runner.cleanup())
 
 
 # Content-Type by a path's suffix; anything else is served as HTML. Chromium runs a module

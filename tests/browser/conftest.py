@@ -26,7 +26,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp import web
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -47,6 +46,7 @@ from tests.browser.browserutil import (
     INSTALL_HINT,
     VIEWPORT,
     LoopThread,
+    serving,
 )
 from tests.service.ledgerutil import LedgerNode, free_port
 
@@ -92,9 +92,13 @@ def console_errors() -> list[str]:
 
 
 @pytest.fixture
-def open_page(browser: Browser, console_errors: list[str]) -> Iterator[Callable[[], Page]]:
+def open_page(
+    browser: Browser, console_errors: list[str], server_loop: LoopThread
+) -> Iterator[Callable[[], Page]]:
     """Call it for a page in a fresh 1280x800 context (own cookies and storage: another user);
-    any console or page error in any of them fails the test."""
+    any console or page error in any of them fails the test. (It takes `server_loop` so that
+    the pages close before the servers' loop does: a live page's connection left open when the
+    loop closes would be an unclosed transport.)"""
     contexts: list[BrowserContext] = []
 
     def make() -> Page:
@@ -171,14 +175,5 @@ def explorer(
         public_url=ledger.url,
         explorer_port=port,
     )
-    runner = web.AppRunner(create_explorer(settings))
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    server_loop.run(start())
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server_loop.run(runner.cleanup())
+    with serving(server_loop, create_explorer(settings), port) as url:
+        yield url

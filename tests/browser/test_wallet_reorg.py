@@ -11,13 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from playwright.sync_api import Page, expect
 
 from pybtc import COIN, Block
 from services.common.settings import Settings
 from services.wallet.app import create_app
-from tests.browser.browserutil import LoopThread, http_json, mine, transfer
+from tests.browser.browserutil import LoopThread, http_json, mine, serving, transfer
 from tests.chainutil import branch, test_key
 from tests.service.ledgerutil import LedgerNode, free_port
 from tests.upnode import PYBTC
@@ -41,17 +40,8 @@ def wallet_url(
         public_url=ledger.url,
         wallet_port=port,
     )
-    runner = web.AppRunner(create_app(settings))
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    server_loop.run(start())
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server_loop.run(runner.cleanup())
+    with serving(server_loop, create_app(settings), port) as url:
+        yield url
 
 
 def _cli_history(ledger: LedgerNode) -> list[str]:
