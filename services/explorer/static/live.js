@@ -3,9 +3,10 @@
 // On a tip, tx, reorg or resync event (those in the body's data-events: a page showing no
 // mempool state skips tx events), and on pages with data-poll every few seconds while the
 // page is visible, the page re-reads its own URL from the explorer, debounced (300 ms) with
-// at most one fetch in flight, and swaps in the parts of <main> that changed: server-rendered,
-// autoescaped HTML parsed by DOMParser, never built from event data. Scroll position, open
-// <details> and a text selection are kept (a part holding a selection waits until it is gone).
+// at most one fetch in flight, and merges what changed into <main> with idiomorph: server-
+// rendered, autoescaped HTML parsed by DOMParser, never built from event data. Scroll position,
+// open <details> and a text selection are kept (a part holding a selection waits until it is
+// gone).
 // Relative ages ("3 min ago", the exact time on hover) are kept fresh here too.
 // No inline scripts anywhere: the Content-Security-Policy forbids them.
 (function () {
@@ -60,85 +61,33 @@
     var range = selection.getRangeAt(0);
     return node.contains(range.startContainer) || node.contains(range.endContainer);
   }
-  // Attributes equal, leaving out what the user changes (an open <details>).
-  function sameAttributes(a, b) {
-    var left = a.attributes;
-    var right = b.attributes;
-    var skip = a.nodeName === "DETAILS" ? "open" : "";
-    var count = 0;
-    for (var i = 0; i < left.length; i++) {
-      if (left[i].name === skip) { continue; }
-      count++;
-      if (b.getAttribute(left[i].name) !== left[i].value) { return false; }
-    }
-    for (var j = 0; j < right.length; j++) { if (right[j].name !== skip) { count--; } }
-    return count === 0;
-  }
-  function replace(old, fresh) {
-    if (holdsSelection(old)) { return false; }
-    var copy = document.importNode(fresh, true);
-    if (old.nodeName === "DETAILS" && fresh.nodeName === "DETAILS") { copy.open = old.open; }
-    old.parentNode.replaceChild(copy, old);
-    return true;
-  }
-  // Make `old` read like `fresh`, touching only what differs, so that the rest of the page
-  // (a selection, an open <details>, focus) stays as the user left it. False when a part
-  // holding the user's selection had to wait.
-  function patch(old, fresh) {
-    if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) { return replace(old, fresh); }
-    if (old.nodeType === 3) {
-      if (old.nodeValue === fresh.nodeValue) { return true; }
-      if (holdsSelection(old)) { return false; }
-      old.nodeValue = fresh.nodeValue;
-      return true;
-    }
-    if (old.nodeType !== 1) { return true; }
-    if (old.outerHTML === fresh.outerHTML) { return true; }
-    if (!sameAttributes(old, fresh)) { return replace(old, fresh); }
-    return patchChildren(old, fresh);
-  }
-  // Two elements are the same part of the page if they have the same tag and id (or class).
-  function samePart(a, b) {
-    if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) { return false; }
-    if (a.nodeType !== 1) { return true; }
-    if (a.id || b.id) { return a.id === b.id; }
-    return a.className === b.className;
-  }
-  // Children in order: a fresh child matching a later old one drops the old ones between
-  // (gone from the page); one matching none is inserted. Text only matches in place.
-  function patchChildren(oldParent, freshParent) {
-    var olds = Array.prototype.slice.call(oldParent.childNodes);
-    var fresh = Array.prototype.slice.call(freshParent.childNodes);
-    var at = 0;
-    var done = true;
-    for (var i = 0; i < fresh.length; i++) {
-      var f = fresh[i];
-      var match = -1;
-      if (at < olds.length && samePart(olds[at], f)) { match = at; }
-      else if (f.nodeType === 1) {
-        for (var k = at + 1; k < olds.length; k++) {
-          if (samePart(olds[k], f)) { match = k; break; }
-        }
-      }
-      if (match === -1) {
-        oldParent.insertBefore(document.importNode(f, true), at < olds.length ? olds[at] : null);
-        continue;
-      }
-      for (var j = at; j < match; j++) {
-        if (holdsSelection(olds[j])) { done = false; } else { oldParent.removeChild(olds[j]); }
-      }
-      done = patch(olds[match], f) && done;
-      at = match + 1;
-    }
-    for (var r = at; r < olds.length; r++) {
-      if (holdsSelection(olds[r])) { done = false; } else { oldParent.removeChild(olds[r]); }
-    }
-    return done;
-  }
+  // Make <main> read like the fresh one with idiomorph (/static/vendor/idiomorph.min.js), which
+  // keeps every node that stays, so focus, an open <details> and the rest of the page are as the
+  // user left them. A changed text or a removed part holding the user's selection waits for the
+  // next read: false when something had to wait.
   function swap(main, fresh) {
     var x = window.scrollX;
     var y = window.scrollY;
-    var done = patchChildren(main, fresh);
+    var done = true;
+    Idiomorph.morph(main, fresh, {
+      morphStyle: "outerHTML", // <main> itself becomes the fresh <main>
+      callbacks: {
+        beforeNodeMorphed: function (old, next) {
+          if (old.nodeType === 3 && old.nodeValue !== next.nodeValue && holdsSelection(old)) {
+            done = false;
+            return false;
+          }
+          return true;
+        },
+        beforeNodeRemoved: function (node) {
+          if (holdsSelection(node)) { done = false; return false; }
+          return true;
+        },
+        beforeAttributeUpdated: function (name, element) {
+          return !(name === "open" && element.nodeName === "DETAILS");
+        }
+      }
+    });
     window.scrollTo(x, y);
     return done;
   }
