@@ -163,13 +163,14 @@ def mine_away(ledger_url: str) -> int:
 
 
 class LedgerAlone:
-    """The ledger service by itself, with its own embedded Redis (the bus it announces on)."""
+    """The ledger service by itself, with its own embedded Redis (the bus it announces on);
+    its files under `work` are named after `stage`."""
 
-    def __init__(self, work: Path) -> None:
-        self.redis = EmbeddedRedis(data_dir=work / "intake-redis", persist=False).start()
+    def __init__(self, work: Path, stage: str = "intake") -> None:
+        self.redis = EmbeddedRedis(data_dir=work / f"{stage}-redis", persist=False).start()
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        data = work / "intake-ledger"
+        data = work / f"{stage}-ledger"
         data.mkdir()
         env = {
             "PYBTC_NETWORK": REGTEST.name,
@@ -179,7 +180,7 @@ class LedgerAlone:
             "PYBTC_PEERS": "",
             "PYBTC_LOG_LEVEL": "WARNING",
         }
-        self.proc = Proc([sys.executable, "-m", "services.node"], work / "intake-ledger.log", env)
+        self.proc = Proc([sys.executable, "-m", "services.node"], work / f"{stage}-ledger.log", env)
         self.proc.start()
 
     def wait(self) -> None:

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
 from bench.chainbuild import ChainBuilder, Ledger, bench_key
-from bench.common import Figure, Proc, alternate, say, timed_get, wait_http
-from bench.intake import fund
+from bench.common import Figure, alternate, say, timed_get
+from bench.intake import LedgerAlone, fund
 from pybtc import REGTEST, Transaction
-from services.common.embedded_redis import EmbeddedRedis
-from tests.upnode import free_port
 
 WALLETS = 100
 PER_WALLET = 50
@@ -34,34 +31,6 @@ POOL = WALLETS * PER_WALLET
 """The ledger's default PYBTC_MEMPOOL_MAX_COUNT."""
 FUNDS = 10_000_000
 SECTION = f"Mempool reads (a full pool of {POOL:,} pending, one ledger)"
-
-
-class PoolLedger:
-    """The ledger service by itself, with its own embedded Redis."""
-
-    def __init__(self, work: Path) -> None:
-        self.redis = EmbeddedRedis(data_dir=work / "mempool-redis", persist=False).start()
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        data = work / "mempool-ledger"
-        data.mkdir()
-        env = {
-            "PYBTC_NETWORK": REGTEST.name,
-            "PYBTC_DATA_DIR": str(data),
-            "PYBTC_LEDGER_PORT": str(port),
-            "PYBTC_REDIS_URL": self.redis.url,
-            "PYBTC_PEERS": "",
-            "PYBTC_LOG_LEVEL": "WARNING",
-        }
-        self.proc = Proc([sys.executable, "-m", "services.node"], work / "mempool-ledger.log", env)
-        self.proc.start()
-
-    def wait(self) -> None:
-        wait_http(f"{self.url}/healthz", self.proc)
-
-    def stop(self) -> None:
-        self.proc.stop()
-        self.redis.stop()
 
 
 def signed_pool() -> list[Transaction]:
@@ -86,7 +55,7 @@ def signed_pool() -> list[Transaction]:
 
 def run(work: Path, rounds: int) -> list[Figure]:
     say(f"mempool: one ledger filled to {POOL:,} pending transactions")
-    node = PoolLedger(work)
+    node = LedgerAlone(work, "mempool")
     try:
         node.wait()
         keys = [bench_key(2000 + i) for i in range(WALLETS)]
