@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 
@@ -19,6 +18,7 @@ import jinja2
 from aiohttp import web
 
 from pybtc import format_amount
+from services.common import i18n
 from services.common.bus import Bus
 from services.common.ledger_client import LedgerClient
 from services.common.live import Broadcaster, forward_announcements
@@ -80,11 +80,18 @@ async def ledger_check(app: web.Application) -> Check:
 
 
 def setup_pages(
-    app: web.Application, package: str, filters: dict[str, Callable[..., Any]] | None = None
+    app: web.Application,
+    package: str,
+    filters: dict[str, Callable[..., Any]] | None = None,
+    *,
+    translated: bool = False,
 ) -> jinja2.Environment:
     """Templates from `<package>/templates` (autoescape on everywhere, for every extension),
     `<package>/static` at /static/ and the shared stylesheet at /common/base.css; the shared
-    filters plus `filters`."""
+    filters plus `filters`. `translated` pages speak the request's language (services.common.
+    i18n: `_()`, `{% trans %}`, `lang` in every template, the `/lang` switch); the others
+    English."""
+    settings = app.get(SETTINGS)
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader(package, "templates"),
@@ -92,14 +99,16 @@ def setup_pages(
         filters={  # type: ignore[arg-type]  # filters return str, the stub wants exactly that
             "coins": coins,
             "amount": amount,
-            "when": when,
-            "ago": ago,
+            "when": _when_in,
+            "ago": _ago_in,
+            "num": _number_in,
             "short": short,
             **(filters or {}),
         },
     )
+    if translated:
+        i18n.install(app, env, settings.lang if settings else i18n.LANGUAGES[0])
     env.tests["hash"] = is_hash
-    settings = app.get(SETTINGS)
     # What every template may use: the server's clock (relative ages, which the page's script
     # keeps fresh) and where the ledger's API document is.
     env.globals["clock"] = lambda: int(time.time())
@@ -159,10 +168,27 @@ def ago(timestamp: object, now: object) -> str:
     return f"in {text}" if ahead else f"{text} ago"
 
 
-def when(timestamp: object) -> str:
+def when(timestamp: object, lang: str = i18n.LANGUAGES[0]) -> str:
+    """A unix time in UTC as `lang` writes it ("2026-12-08 00:16:01 UTC" in English)."""
     if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp > 2**40:
         return "?"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return i18n.moment(timestamp, lang)
+
+
+def _when_in(timestamp: object) -> str:
+    return when(timestamp, i18n.CURRENT.get())
+
+
+def _ago_in(timestamp: object, now: object) -> str:
+    lang = i18n.CURRENT.get()
+    if lang == i18n.LANGUAGES[0]:
+        return ago(timestamp, now)
+    then, at = _timestamp(timestamp), _timestamp(now)
+    return "?" if then is None or at is None else i18n.age(at - then, lang)
+
+
+def _number_in(value: object) -> str:
+    return i18n.number(value, i18n.CURRENT.get())
 
 
 def short(text: object, size: int = 16) -> str:
@@ -209,8 +235,9 @@ def _missing_static_file(request: web.Request, response: web.StreamResponse) -> 
 def error_page(request: web.Request, status: int, message: str, reason: str) -> web.Response:
     if request.path.startswith("/api/"):
         return web.json_response({"error": message, "reason": reason}, status=status)
-    response = aiohttp_jinja2.render_template(
-        "error.html", request, {"status": status, "message": message, "reason": reason}
-    )
+    if i18n.DEFAULT in request.app:  # a refusal by an outer middleware speaks the language too
+        i18n.enter(request)
+    page = {"status": status, "message": message, "reason": reason}
+    response = aiohttp_jinja2.render_template("error.html", request, page)
     response.set_status(status)
     return response

@@ -116,6 +116,7 @@ RULES: dict[str, Rule] = {
     "public_url": HTTP_URL,
     "ledger_url": HTTP_URL,
     "explorer_public_url": HTTP_URL,
+    "lang": one_of("en", "ko"),
     "log_level": one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", any_case=True),
     "max_body_bytes": number(1024, 1 << 30),
     "client_rate": LIMIT,

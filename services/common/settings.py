@@ -131,6 +131,9 @@ class Settings:
     """Seconds before the same address, or the same client, can be paid by the faucet again."""
     explorer_public_url: str = ""
     """Where browsers reach this node's explorer, for links (default http://host:explorer_port)."""
+    lang: str = "en"
+    """The explorer's language when the browser names none it speaks and no `pybtc_lang` cookie
+    was chosen: en or ko."""
     auto_mine: float = 0.0
     """Seconds between blocks the miner mines by itself in on-demand mode (`pybtc up
     --auto-mine SECONDS`, as regtest boxes do); 0: only when asked."""

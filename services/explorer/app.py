@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[LIMITS] = limits
     app[SETTINGS] = settings
-    setup_pages(app, "services.explorer", {"drop_reason": _drop_reason})
+    setup_pages(app, "services.explorer", {"drop_reason": _drop_reason}, translated=True)
     app.add_routes(routes)
     add_tasks(app, "explorer", metrics)
     add_ledger_and_live(app, "explorer")
