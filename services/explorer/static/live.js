@@ -21,19 +21,40 @@
   var heldBack = false; // a part holding the user's selection waits for the next read
   var connectedBefore = false;
 
-  function setState(text) { if (state) { state.textContent = "live updates: " + text; } }
+  // The page's language gives each state's words (data-on, data-reconnecting, … on the
+  // #live-state element, from the catalog); English when a page names none.
+  function setState(text) {
+    if (!state) { return; }
+    var key = "data-" + text.split(" ")[0].replace("\u2026", "");
+    state.textContent = state.getAttribute(key) || "live updates: " + text;
+  }
   function clientNow() { return Math.floor(Date.now() / 1000); }
   function readClock(doc) {
     var now = parseInt(doc.body.getAttribute("data-now") || "", 10);
     if (now) { skew = now - clientNow(); }
   }
 
-  // The same wording as the server's `ago` filter (services/common/pages.py).
+  // The same wording as the server's `ago` filter (services/common/pages.py); in another
+  // language the browser's Intl words for the same unit (Babel's on the server: "3분 전").
+  var lang = document.documentElement.lang || "en";
+  var relative = lang !== "en" && window.Intl && Intl.RelativeTimeFormat
+    ? new Intl.RelativeTimeFormat(lang, { numeric: "always" }) : null;
+  var justNow = body.getAttribute("data-just-now") || "just now";
+  function agoIn(seconds) {
+    var units = [[86400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
+    for (var i = 0; i < units.length; i++) {
+      if (Math.abs(seconds) >= units[i][0]) {
+        return relative.format(-Math.round(seconds / units[i][0]), units[i][1]);
+      }
+    }
+    return justNow;
+  }
   function ago(then) {
     var seconds = clientNow() + skew - then;
+    if (Math.abs(seconds) < 5) { return justNow; }
+    if (relative) { return agoIn(seconds); }
     var ahead = seconds < 0;
     seconds = Math.abs(seconds);
-    if (seconds < 5) { return "just now"; }
     var text;
     if (seconds < 60) { text = seconds + " s"; }
     else if (seconds < 3600) { text = Math.floor(seconds / 60) + " min"; }
