@@ -8,12 +8,12 @@ English is the source language: its "catalog" is the templates' own text.
 
 from __future__ import annotations
 
-import gettext
 import io
 import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from gettext import GNUTranslations, NullTranslations
 from importlib.resources import files
 from urllib.parse import urlsplit
 
@@ -41,17 +41,17 @@ MAX_HEADER = 512
 
 
 @cache
-def translations(lang: str) -> gettext.NullTranslations:
+def translations(lang: str) -> NullTranslations:
     """The catalog of `lang`, compiled from its .po file (English: the source text itself)."""
     if lang == LANGUAGES[0]:
-        return gettext.NullTranslations()
+        return NullTranslations()
     po = files("services").joinpath("locale", lang, "LC_MESSAGES", "messages.po")
     with po.open("rb") as handle:
         catalog = read_po(handle, locale=lang)
     compiled = io.BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)
-    return gettext.GNUTranslations(compiled)
+    return GNUTranslations(compiled)
 
 
 def accepted(header: str) -> list[str]:
@@ -154,12 +154,22 @@ def install(app: web.Application, env: jinja2.Environment, default: str) -> None
     app.router.add_get("/lang", switch)
 
 
-def _gettext(message: str) -> str:
+def gettext(message: str) -> str:
+    """`message` in the language of the page being rendered (for text made in Python)."""
     return translations(CURRENT.get()).gettext(message)
 
 
-def _ngettext(singular: str, plural: str, n: int) -> str:
+def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(CURRENT.get()).ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:  # noqa: N802 - the name Babel's extractor looks for
+    """Marks a message for the catalog where it is defined; `gettext` translates it later."""
+    return message
+
+
+_gettext = gettext
+_ngettext = ngettext
 
 
 def number(value: object, lang: str) -> str:

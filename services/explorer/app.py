@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from services.common.i18n import N_, gettext
 from services.common.limits import LIMITS, ClientLimits
 from services.common.origins import BrowserGuard
 from services.common.pages import (
@@ -53,12 +54,13 @@ def create_app(settings: Settings) -> web.Application:
 
 
 DROP_REASONS = {
-    "bad-nonce": "another transaction of its sender with the same nonce is in the best chain",
-    "insufficient-funds": "its sender no longer has the coins on the best chain",
-    "replaced": "a pending transaction with the same nonce replaced it",
-    "mempool-full": "the mempool was full and it paid the lowest fee",
+    "bad-nonce": N_("another transaction of its sender with the same nonce is in the best chain"),
+    "insufficient-funds": N_("its sender no longer has the coins on the best chain"),
+    "replaced": N_("a pending transaction with the same nonce replaced it"),
+    "mempool-full": N_("the mempool was full and it paid the lowest fee"),
 }
 
 
 def _drop_reason(reason: object) -> str:
-    return DROP_REASONS.get(str(reason), f"rule {reason}")
+    known = DROP_REASONS.get(str(reason))
+    return gettext(known) if known else gettext("rule %(reason)s") % {"reason": reason}

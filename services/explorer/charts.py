@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pybtc.pow import bits_to_target
+from services.common.i18n import gettext as _
+from services.common.i18n import ngettext
 
 WIDTH, HEIGHT = 560, 200
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 28  # room for the tick labels, phones included
@@ -99,16 +101,17 @@ def _draw(
 
 def difficulty_chart(blocks: list[dict[str, Any]], pow_limit: int) -> Chart:
     """Difficulty (the network's easiest target over the block's) at each height, oldest first."""
-    chart = Chart("Difficulty", "× easiest target")
+    chart = Chart(_("Difficulty"), _("× easiest target"))
     if not blocks:
         return chart
     heights = [int(b["index"]) for b in blocks]
     values = [pow_limit / bits_to_target(int(b["bits"])) for b in blocks]
     changes = sum(1 for a, b in itertools.pairwise(values) if a != b)
-    chart.summary = (
-        f"now {_label(values[-1])}; {changes} change{'s' if changes != 1 else ''} "
-        f"over blocks {heights[0]}–{heights[-1]}"
-    )
+    chart.summary = ngettext(
+        "now %(value)s; %(num)s change over blocks %(low)s–%(high)s",
+        "now %(value)s; %(num)s changes over blocks %(low)s–%(high)s",
+        changes,
+    ) % {"value": _label(values[-1]), "num": changes, "low": heights[0], "high": heights[-1]}
     return _draw(chart, heights, values, floor=0)
 
 
@@ -117,7 +120,7 @@ def block_time_chart(blocks: list[dict[str, Any]], target_spacing: int) -> Chart
     clocks differ, and only median-time-past bounds a timestamp from below). The gap after
     genesis (a fixed, old timestamp) is left out; gaps far above the rest (a night with no
     miner) are drawn at a ceiling and counted, so they do not flatten every other point."""
-    chart = Chart("Block time", "seconds", reference=(float(target_spacing), "target"))
+    chart = Chart(_("Block time"), _("seconds"), reference=(float(target_spacing), _("target")))
     pairs = [(a, b) for a, b in itertools.pairwise(blocks) if int(a["index"]) > 1]
     heights = [int(b["index"]) for _, b in pairs]
     values = [float(int(b["timestamp"]) - int(a["timestamp"])) for a, b in pairs]
@@ -127,11 +130,18 @@ def block_time_chart(blocks: list[dict[str, Any]], target_spacing: int) -> Chart
     median = ordered[len(ordered) // 2]
     ceiling = max(4.0 * target_spacing, 6.0 * median, 1.0)  # exponential gaps: ~2% above
     clipped = sum(1 for v in values if v > ceiling)
-    chart.summary = (
-        f"median {_label(median)} s, mean {_label(sum(values) / len(values))} s "
-        f"(target {target_spacing} s) over {len(values)} blocks"
-    )
+    chart.summary = _(
+        "median %(median)s s, mean %(mean)s s (target %(target)s s) over %(count)s blocks"
+    ) % {
+        "median": _label(median),
+        "mean": _label(sum(values) / len(values)),
+        "target": target_spacing,
+        "count": len(values),
+    }
     if clipped:
-        plural = "s" if clipped != 1 else ""
-        chart.summary += f"; {clipped} gap{plural} over {_label(ceiling)} s drawn at that line"
+        chart.summary += ngettext(
+            "; %(num)s gap over %(ceiling)s s drawn at that line",
+            "; %(num)s gaps over %(ceiling)s s drawn at that line",
+            clipped,
+        ) % {"num": clipped, "ceiling": _label(ceiling)}
     return _draw(chart, heights, [min(v, ceiling) for v in values], floor=0)

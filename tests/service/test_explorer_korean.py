@@ -121,6 +121,8 @@ async def test_a_korean_browser_reads_korean_pages(explorer: Explorer, chain: Ch
     assert "최근 블록" in dashboard
     assert "대기 중인 거래" in dashboard
     assert re.search(r"\d+(초|분) 전|방금", dashboard), "the ages are Korean too"
+    assert "블록 시간" in dashboard  # the charts' titles and summaries come from Python
+    assert "중앙값" in dashboard
     block = await _page(client, f"/block/{chain.blocks[-1].hash}", KOREAN_BROWSER)
     assert f"블록 {chain.blocks[-1].index}" in block
     assert "머클 루트" in block

@@ -1,10 +1,11 @@
-"""The pages' languages without a server: every message of the explorer's templates (extracted
-with Babel, as `pybabel extract` would) has a Korean translation, the language of a request
-falls back silently on junk, the switch goes back only to a path of this site, and the
+"""The pages' languages without a server: every message of the explorer's templates and Python
+(extracted with Babel, as `pybabel extract` would) has a Korean translation, the language of
+a request falls back silently on junk, the switch goes back only to a path of this site, and the
 formatting filters keep their English text while speaking Korean for `ko`."""
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
 from pathlib import Path
 
@@ -18,14 +19,15 @@ from services.common.settings import Settings, SettingsError
 
 EXPLORER = Path(str(files("services.explorer")))
 TEMPLATES = "**/templates/**.html"
+PYTHON = "**.py"
 HANGUL = range(0xAC00, 0xD7A4)
 
 
 def _extracted() -> list[tuple[str, int, str | tuple[str, ...]]]:
     found = extract_from_dir(
         str(EXPLORER),
-        method_map=[(TEMPLATES, "jinja2")],
-        options_map={TEMPLATES: {"extensions": "jinja2.ext.i18n"}},
+        method_map=[(TEMPLATES, "jinja2"), (PYTHON, "python")],
+        options_map={TEMPLATES: {"extensions": "jinja2.ext.i18n"}, PYTHON: {}},
     )
     return [(name, line, message) for name, line, message, _, _ in found]
 
@@ -45,6 +47,7 @@ def _korean() -> dict[str, str | tuple[str, ...]]:
 def test_every_explorer_message_has_a_korean_translation() -> None:
     extracted = _extracted()
     assert len(extracted) > 150  # the templates are marked up, not just a few of them
+    assert any(name.endswith("charts.py") for name, _, _ in extracted)
     korean = _korean()
     untranslated = []
     for name, line, message in extracted:
@@ -65,9 +68,8 @@ def test_the_korean_catalog_compiles_and_keeps_placeholders() -> None:
     assert catalog.ngettext("%(num)s transaction", "%(num)s transactions", 3) % {"num": 3}
     for english, korean in _korean().items():
         for text in [korean] if isinstance(korean, str) else korean:
-            for name in ("%(count)s", "%(height)s", "%(num)s", "%(amount)s", "%(when)s"):
-                if name in english:
-                    assert name in text, (english, text)
+            for name in re.findall(r"%\(\w+\)s", english):
+                assert name in text, (english, text)
 
 
 @pytest.mark.parametrize(
@@ -130,3 +132,16 @@ def test_pybtc_lang_is_checked() -> None:
     assert Settings.from_env({}).lang == "en"
     with pytest.raises(SettingsError, match="PYBTC_LANG"):
         Settings.from_env({"PYBTC_LANG": "fr"})
+
+
+def test_text_made_in_python_follows_the_page_language() -> None:
+    from services.explorer.app import _drop_reason
+
+    token = i18n.CURRENT.set("ko")
+    try:
+        assert _drop_reason("mempool-full") == "멤풀이 가득 찼고 이 거래의 수수료가 가장 낮았습니다"
+        assert _drop_reason("odd-rule") == "규칙 odd-rule"
+    finally:
+        i18n.CURRENT.reset(token)
+    assert _drop_reason("odd-rule") == "rule odd-rule"
+    assert _drop_reason("mempool-full") == "the mempool was full and it paid the lowest fee"
