@@ -51,6 +51,7 @@ def translations(lang: str) -> NullTranslations:
     compiled = io.BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)
+    logger.info("catalog compiled lang=%s messages=%d", lang, len(catalog))
     return GNUTranslations(compiled)
 
 
@@ -143,10 +144,12 @@ def install(app: web.Application, env: jinja2.Environment, default: str) -> None
     format like the rest) with callables that follow the request's language, `page_lang()`
     and `page_path()` for every template, and the `/lang` switch."""
     app[DEFAULT] = default
+    for lang in LANGUAGES:  # at start: a broken catalog stops the service, not a page
+        translations(lang)
     app.middlewares.append(middleware)
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_callables(  # type: ignore[attr-defined]  # added by the extension
-        _gettext, _ngettext, newstyle=True
+        gettext, ngettext, newstyle=True
     )
     env.globals["page_lang"] = CURRENT.get
     env.globals["page_path"] = HERE.get
@@ -166,10 +169,6 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def N_(message: str) -> str:  # noqa: N802 - the name Babel's extractor looks for
     """Marks a message for the catalog where it is defined; `gettext` translates it later."""
     return message
-
-
-_gettext = gettext
-_ngettext = ngettext
 
 
 def number(value: object, lang: str) -> str:
